@@ -1,0 +1,30 @@
+# Two commands matter: `make demo` (the main job on this machine) and `make test` (what CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo demo-aws test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+demo: install
+	$(BIN)/python scripts/run_notebook.py examples/quickstart.ipynb
+
+lint: install
+	$(BIN)/ruff check dask_aws_magic tests benchmarks scripts
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_import.py
+	$(BIN)/python benchmarks/bench_local_up.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,77 @@
+"""Adaptive scaling, run as a small detached process beside the cluster.
+
+The process asks the scheduler how many workers its load wants (``adaptive_target``), clamps
+that to the bounds and calls :func:`operations.scale`. It lives outside the kernel so that the
+cluster keeps adapting after the kernel that asked for it is gone; ``scale`` and ``down`` stop it.
+
+Run as ``python -m dask_aws_magic.adaptive NAME MINIMUM MAXIMUM``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .registry import ClusterRecord
+
+INTERVAL = 1.0
+# Scale down only after the target has stayed lower for this many checks (avoids flapping).
+DOWN_AFTER = 3
+
+
+def spawn_adaptor(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
+    """Start the adaptor process for ``record``; return its process info for the record."""
+    from . import paths
+    from .backends.local import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_HOME, TAG_ROLE, _create_time, run_dir
+
+    env = dict(os.environ)
+    env.update({TAG_CLUSTER: record.name, TAG_CLUSTER_ID: record.cluster_id, TAG_ROLE: "adaptor",
+                TAG_HOME: str(paths.home().resolve())})
+    folder = run_dir(record.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "adaptor.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dask_aws_magic.adaptive", record.name, str(minimum), str(maximum)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True, close_fds=True,
+        )
+    return {"pid": proc.pid, "started": _create_time(proc.pid)}
+
+
+def target(current: int, wanted: int, minimum: int, maximum: int, lower_streak: int) -> tuple[int, int]:
+    """The worker count to ask for now, and the updated count of checks that wanted fewer."""
+    wanted = max(minimum, min(maximum, wanted))
+    if wanted >= current:
+        return wanted, 0
+    lower_streak += 1
+    return (wanted, 0) if lower_streak >= DOWN_AFTER else (current, lower_streak)
+
+
+def run(name: str, minimum: int, maximum: int) -> None:
+    """Adapt ``name`` until the cluster is gone."""
+    from . import operations, registry
+
+    record = registry.read(name)
+    client = operations._client_for(record)
+    streak = 0
+    print(f"adapting {name} between {minimum} and {maximum} workers", flush=True)
+    while True:
+        record = registry.get(name)
+        if record is None or not record.live:
+            break
+        wanted = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.adaptive_target())
+        current = len(record.resources.get("workers", {}))
+        goal, streak = target(current, wanted, minimum, maximum, streak)
+        if goal != current:
+            print(f"scaling {name} from {current} to {goal} workers (load wants {wanted})", flush=True)
+            operations.scale(name, goal, stop_adaptive=False)
+        time.sleep(INTERVAL)
+    client.close()
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

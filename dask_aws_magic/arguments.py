@@ -1,0 +1,146 @@
+"""The ``dask_cluster`` command line, shared by the magics and the terminal command."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+
+class UsageProblem(Exception):
+    """The words of a command are wrong; the message says how."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting (a magic must not end the kernel)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageProblem(f"{self.prog}: {message}. See `{self.prog} --help`.")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise UsageProblem(message or "")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} workers is too few; give a whole number >= 1")
+    return value
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give a whole number >= 0")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} s is not a positive number of seconds")
+    return value
+
+
+def _profile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--name", help="cluster name (default: the profile's name)")
+    parser.add_argument("-w", "--workers", type=positive_int, help="number of workers (worker.count)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile field, e.g. --set worker.nthreads=2 (repeatable)")
+
+
+COMMANDS = ("up", "down", "list", "status", "scale", "adapt", "attach", "plan", "profiles", "dashboard",
+            "logs", "restart", "sandbox")
+
+
+def build_parser(prog: str = "%dask_cluster", *, terminal: bool = False) -> argparse.ArgumentParser:
+    """The parser for every subcommand. ``terminal`` leaves out what only makes sense in a kernel."""
+    parser = _Parser(prog=prog, description="Start, use and stop Dask clusters on AWS or this machine.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    up = sub.add_parser("up", help="start a cluster from a profile and connect to it")
+    up.add_argument("profile", nargs="?", default=None, help="profile name (default: local)")
+    _profile_options(up)
+    up.add_argument("--timeout", type=seconds, help="seconds to wait for the scheduler")
+    up.add_argument("--wait-workers", type=count, metavar="K", help="also wait until K workers joined")
+    up.add_argument("--keep-on-failure", action="store_true", help="keep what started if `up` fails")
+    if not terminal:
+        up.add_argument("--client-var", default=None, help="variable for the client (default: client)")
+
+    down = sub.add_parser("down", help="stop clusters and remove everything they created")
+    down.add_argument("names", nargs="*", metavar="NAME")
+    down.add_argument("--all", action="store_true", help="every cluster, including ones found by tags")
+
+    sub.add_parser("list", help="list clusters (registry reconciled with processes and AWS tags)")
+
+    status = sub.add_parser("status", help="workers, threads, memory and tasks of a cluster")
+    status.add_argument("name", nargs="?")
+
+    scale = sub.add_parser("scale", help="set the number of workers")
+    scale.add_argument("name")
+    scale.add_argument("n", type=count, metavar="N")
+
+    adapt = sub.add_parser("adapt", help="scale with the load between bounds")
+    adapt.add_argument("name")
+    adapt.add_argument("--minimum", type=count, default=0)
+    adapt.add_argument("--maximum", type=positive_int, required=True)
+
+    if not terminal:
+        attach = sub.add_parser("attach", help="connect this kernel to a running cluster")
+        attach.add_argument("name")
+        attach.add_argument("--client-var", default=None)
+
+    plan = sub.add_parser("plan", help="show what `up` would create and cost, creating nothing")
+    plan.add_argument("profile", nargs="?", default=None)
+    _profile_options(plan)
+
+    sub.add_parser("profiles", help="list the profiles")
+
+    dashboard = sub.add_parser("dashboard", help="show the dashboard link")
+    dashboard.add_argument("name", nargs="?")
+
+    logs = sub.add_parser("logs", help="show the log of every process or instance")
+    logs.add_argument("name")
+
+    restart = sub.add_parser("restart", help="restart the workers (clears their memory)")
+    restart.add_argument("name")
+
+    if not terminal:
+        sandbox = sub.add_parser("sandbox", help="start or stop the emulated AWS (moto) in this kernel")
+        sandbox.add_argument("action", choices=["start", "stop", "status"])
+        sandbox.add_argument("--boot-delay", type=float, default=0.0, help="seconds each instance boots")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown or missing subcommand is a :class:`UsageProblem`."""
+    if not argv:
+        raise UsageProblem(f"{parser.prog}: give a command: {', '.join(COMMANDS)}. "
+                           f"See `{parser.prog} --help`.")
+    if argv[0] not in ("-h", "--help") and not argv[0].startswith("-"):
+        choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        if argv[0] not in choices:
+            import difflib
+
+            close = difflib.get_close_matches(argv[0], list(choices), n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise UsageProblem(f"{parser.prog}: unknown command {argv[0]!r}.{hint} "
+                               f"Commands: {', '.join(choices)}.")
+    return parser.parse_args(list(argv))
+
+
+def full_help(parser: argparse.ArgumentParser) -> str:
+    """The help of the parser and of every subcommand, for ``%dask_cluster?``."""
+    parts = [parser.format_help()]
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for sub in choices.values():
+        parts.append(sub.format_help())
+    return "\n".join(parts)

@@ -1,0 +1,88 @@
+"""``dask-aws-magic``: the terminal face (list, status, down, plan, profiles, ...)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from .arguments import UsageProblem, build_parser, full_help, parse
+from .errors import DaskAwsMagicError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser("dask-aws-magic", terminal=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["-h"], ["--help"]):
+        print(full_help(parser))
+        return 0
+    try:
+        args = parse(parser, argv)
+        print(run(args))
+    except UsageProblem as exc:
+        text = str(exc)
+        if "--help" in argv or "-h" in argv:
+            print(text)
+            return 0
+        print(text, file=sys.stderr)
+        return 2
+    except DaskAwsMagicError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run(args) -> str:
+    from . import operations, render
+
+    command = args.command
+    if command == "list":
+        text = render.clusters(operations.list_clusters())
+        return "\n".join([text, *(f"warning: {p}" for p in operations.registry_problems())])
+    if command == "status":
+        if not args.name:
+            return render.clusters(operations.list_clusters())
+        return render.status(operations.status(args.name))
+    if command == "down":
+        if not args.names and not args.all:
+            raise UsageProblem("dask-aws-magic down: name the cluster(s), or pass --all.")
+        return "\n".join(operations.down(args.names, all=args.all)) or "No clusters to stop."
+    if command == "plan":
+        return render.plan(operations.plan(args.profile or "local", args.overrides, name=args.name,
+                                           workers=args.workers))
+    if command == "profiles":
+        return render.profiles(operations.profiles())
+    if command == "scale":
+        operations.scale(args.name, args.n)
+        return f"Cluster {args.name!r} scaled to {args.n} worker(s)."
+    if command == "adapt":
+        operations.adapt(args.name, args.minimum, args.maximum)
+        return f"Cluster {args.name!r} adapts between {args.minimum} and {args.maximum} worker(s)."
+    if command == "logs":
+        return render.logs(operations.logs(args.name))
+    if command == "restart":
+        operations.restart(args.name)
+        return f"Restarted the workers of {args.name!r}."
+    if command == "dashboard":
+        return operations._find(args.name).dashboard_link or "no dashboard" if args.name else \
+            render.clusters(operations.list_clusters())
+    if command == "up":
+        from .progress import ProgressReporter
+
+        reporter = ProgressReporter(f"up {args.name or args.profile or 'local'}", notebook=False)
+        try:
+            handle = operations.up(args.profile or "local", name=args.name, workers=args.workers,
+                                   overrides=args.overrides, timeout=args.timeout,
+                                   wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure,
+                                   on_event=reporter)
+        finally:
+            reporter.finish()
+        handle.close()
+        return f"Cluster {handle.name!r} running at {handle.scheduler_address}; dashboard {handle.dashboard_link}"
+    return full_help(build_parser("dask-aws-magic", terminal=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Cluster names and ids.
+
+A name must fit an AWS tag value, a security-group name, a file name and a DNS label, so it
+is kept to lowercase letters, digits and dashes.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from .errors import InvalidName
+
+NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+MAX_NAME = 40
+
+
+def check_name(name: str, what: str = "cluster name") -> str:
+    """Return ``name`` if valid, else raise :class:`InvalidName` saying how to fix it."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        suggestion = suggest_name(name if isinstance(name, str) else str(name))
+        hint = f" For example `{suggestion}`." if suggestion else ""
+        raise InvalidName(
+            f"The {what} {name!r} cannot be used: it becomes an AWS tag, a security group name and "
+            f"a file name, so it must be 1-{MAX_NAME} characters of lowercase letters, digits and "
+            f"dashes, starting and ending with a letter or digit.{hint} "
+            f"Pick another name with `-n NAME`."
+        )
+    return name
+
+
+def suggest_name(raw: str) -> str:
+    """A valid name close to ``raw`` (empty when nothing usable is left)."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:MAX_NAME].strip("-")
+    return cleaned if NAME_PATTERN.match(cleaned or "") else ""
+
+
+def new_cluster_id() -> str:
+    """A short random id that tells apart two clusters that had the same name."""
+    return "dam-" + secrets.token_hex(6)

@@ -1,0 +1,409 @@
+"""The operations every face calls: up, down, scale, adapt, attach, list, status, plan, logs...
+
+This module knows nothing of IPython, widgets or HTTP. It returns records and handles and
+reports progress through an ``on_event`` callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlparse
+
+from . import registry
+from .backends import Discovered, Event, Plan, get_backend
+from .errors import ClusterDead, ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError
+from .errors import WaitTimeout
+from .handle import ClusterHandle, close_handles
+from .naming import check_name, new_cluster_id
+from .profiles import Profile, load
+from .registry import ClusterRecord
+
+EventSink = Callable[[Event], None]
+DEFAULT_TIMEOUT = {"local": 60.0, "ec2": 600.0}
+POLL_INTERVAL = 0.05
+
+
+def _quiet(event: Event) -> None:
+    pass
+
+
+def _load(profile: str, overrides: Any, body: str | None, workers: int | None) -> Profile:
+    extra = dict(overrides) if isinstance(overrides, Mapping) else list(overrides or [])
+    if workers is not None:
+        if isinstance(extra, dict):
+            extra["worker.count"] = workers
+        else:
+            extra.append(f"worker.count={workers}")
+    return load(profile, extra, body=body)
+
+
+def plan(
+    profile: str = "local",
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    workers: int | None = None,
+    body: str | None = None,
+) -> Plan:
+    """What ``up`` would create and what it would cost per hour; creates nothing."""
+    resolved = _load(profile, overrides, body, workers)
+    cluster_name = check_name(name or resolved.name)
+    return get_backend(resolved.backend).plan(resolved, cluster_name)
+
+
+def profiles() -> list[dict[str, str]]:
+    """Every profile: name, backend, where it comes from, description (or the error that breaks it)."""
+    from . import profiles as profile_store
+
+    rows = []
+    for name, source in profile_store.available().items():
+        try:
+            loaded = load(name)
+            rows.append({"name": name, "backend": loaded.backend, "source": source,
+                         "description": loaded.data.get("description", "")})
+        except DaskAwsMagicError as exc:
+            rows.append({"name": name, "backend": "?", "source": source, "description": f"invalid: {exc}"})
+    return rows
+
+
+# -- finding clusters ---------------------------------------------------------------------------
+def _discover_all() -> list[Discovered]:
+    """Clusters found from each backend's own source of truth (processes, AWS tags)."""
+    found = get_backend("local").discover()
+    from .backends.base import aws_backends_to_scan
+
+    for backend in aws_backends_to_scan():
+        found += backend.discover()
+    return found
+
+
+def _from_discovered(found: Discovered) -> ClusterRecord:
+    return ClusterRecord(
+        name=found.name, cluster_id=found.cluster_id, backend=found.backend, profile="(recovered)",
+        status="running", scheduler_address=found.scheduler_address, dashboard_link=found.dashboard_link,
+        resources=found.resources, workers=len(found.resources.get("workers", {})),
+        created_at=found.created_at or time.time(), note="recovered from the cluster's tags",
+    )
+
+
+def _find(name: str) -> ClusterRecord:
+    record = registry.get(name)
+    if record is not None:
+        return record
+    for found in _discover_all():
+        if found.name == name:
+            recovered = _from_discovered(found)
+            registry.write(recovered)
+            return recovered
+    known = ", ".join(sorted({r.name for r in list_clusters()})) or "none"
+    raise ClusterNotFound(
+        f"There is no cluster named {name!r} (clusters: {known}). "
+        "Check the name with `%dask_cluster list`, or start it with `%dask_cluster up`."
+    )
+
+
+def list_clusters() -> list[ClusterRecord]:
+    """Every cluster, from the registry reconciled with what the backends really run."""
+    records, _problems = registry.scan()
+    by_id = {r.cluster_id: r for r in records}
+    for found in _discover_all():
+        if found.cluster_id not in by_id:
+            recovered = _from_discovered(found)
+            with registry.locked():
+                if registry.get(recovered.name) is None:
+                    registry.write(recovered)
+            by_id[found.cluster_id] = recovered
+    for record in by_id.values():
+        if record.live and not get_backend(record.backend).alive(record):
+            record.status = "dead"
+            with contextlib.suppress(ClusterNotFound):
+                registry.update(record.name, lambda r: setattr(r, "status", "dead"))
+    return sorted(by_id.values(), key=lambda r: r.created_at)
+
+
+def registry_problems() -> list[str]:
+    """Corrupt record files that listing skipped."""
+    return registry.scan()[1]
+
+
+# -- up -------------------------------------------------------------------------------------------
+def _reserve(record: ClusterRecord) -> None:
+    """Write ``record`` unless a live cluster already has its name."""
+    with registry.locked():
+        existing = registry.get(record.name)
+        if existing is not None and existing.live and get_backend(existing.backend).alive(existing):
+            raise ClusterExists(
+                f"A cluster named {record.name!r} is already running ({existing.backend}, started from "
+                f"profile {existing.profile!r}). Use it with `%dask_cluster attach {record.name}` "
+                f"(or `dask_aws_magic.attach({record.name!r})`), stop it with `%dask_cluster down "
+                f"{record.name}`, or start another with `-n OTHER_NAME`."
+            )
+        registry.write(record)
+
+
+def _answers(address: str, timeout: float = 0.5) -> bool:
+    parsed = urlparse(address)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def up(
+    profile: str = "local",
+    *,
+    name: str | None = None,
+    workers: int | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    body: str | None = None,
+    timeout: float | None = None,
+    wait_workers: int | None = None,
+    keep_on_failure: bool = False,
+    on_event: EventSink | None = None,
+) -> ClusterHandle:
+    """Start a cluster from ``profile``, wait until its scheduler answers, return a connected handle.
+
+    Any failure or interrupt after launch tears down what was started, unless ``keep_on_failure``.
+    """
+    emit = on_event or _quiet
+    resolved = _load(profile, overrides, body, workers)
+    cluster_name = check_name(name or resolved.name)
+    backend = get_backend(resolved.backend)
+    emit(Event("plan", f"planning {cluster_name} ({resolved.backend})"))
+    the_plan = backend.plan(resolved, cluster_name)
+    if timeout is None:
+        timeout = resolved.data.get("timeout", DEFAULT_TIMEOUT.get(resolved.backend, 600.0))
+    if wait_workers is None:
+        wait_workers = resolved.data.get("wait_workers", the_plan.workers if backend.name == "local" else 0)
+    wait_workers = min(wait_workers, the_plan.workers)
+    record = ClusterRecord(
+        name=cluster_name, cluster_id=new_cluster_id(), backend=backend.name, profile=resolved.name,
+        settings={"profile": resolved.data}, workers=the_plan.workers,
+    )
+    _reserve(record)
+    deadline = time.monotonic() + timeout
+    try:
+        emit(Event("launch", f"launching {the_plan.workers} worker(s) and a scheduler"))
+        backend.launch(the_plan, record, lambda: registry.write(record))
+        _wait_for_scheduler(backend, record, deadline, emit)
+        handle = ClusterHandle(record)
+        handle.connect(timeout=max(1.0, deadline - time.monotonic()))
+        if wait_workers:
+            _wait_for_workers(backend, handle, wait_workers, deadline, emit)
+    except BaseException as exc:
+        _fail(backend, record, exc, keep_on_failure, emit, timeout)
+        raise  # _fail raises a user-facing error; this is for the type checker
+    record.status = "running"
+    registry.write(record)
+    emit(Event("ready", f"cluster {cluster_name} ready at {record.scheduler_address}"))
+    return handle
+
+
+def _wait_for_scheduler(backend: Any, record: ClusterRecord, deadline: float, emit: EventSink) -> None:
+    security = None
+    while True:
+        seen = backend.poll(record)
+        if seen.failed:
+            raise LaunchError(f"The cluster {record.name!r} failed to start: {seen.failed}")
+        emit(Event("boot", seen.message, seen.done, seen.total))
+        if seen.address:
+            if seen.address != record.scheduler_address:
+                record.scheduler_address, record.dashboard_link = seen.address, seen.dashboard
+                registry.write(record)
+            security = security or backend.security(record)
+            if _answers(seen.address):
+                emit(Event("connect", f"scheduler answers at {seen.address}"))
+                return
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"last state: {seen.message or 'nothing reported'}")
+        time.sleep(POLL_INTERVAL)
+
+
+def _wait_for_workers(backend: Any, handle: ClusterHandle, count: int, deadline: float, emit: EventSink) -> None:
+    while True:
+        joined = len(handle.client.scheduler_info(n_workers=-1).get("workers", {}))
+        emit(Event("workers", f"workers {joined}/{count} joined", joined, count))
+        if joined >= count:
+            return
+        seen = backend.poll(handle.record)
+        if seen.failed:
+            raise LaunchError(f"The cluster {handle.name!r} failed to start: {seen.failed}")
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"only {joined} of {count} workers joined")
+        time.sleep(POLL_INTERVAL)
+
+
+def _fail(
+    backend: Any, record: ClusterRecord, exc: BaseException, keep: bool, emit: EventSink, timeout: float
+) -> None:
+    close_handles(record.name)
+    if keep:
+        record.status = "failed"
+        record.note = f"kept after a failed start: {exc}"
+        registry.write(record)
+        action = (f"Everything started was kept, as asked (--keep-on-failure): inspect it with "
+                  f"`%dask_cluster logs {record.name}` and remove it with `%dask_cluster down {record.name}`.")
+    else:
+        emit(Event("teardown", f"tearing down {record.name}"))
+        removed = backend.terminate(record)
+        registry.remove(record.name)
+        action = f"Everything started was torn down ({'; '.join(removed) or 'nothing had started'})."
+    if isinstance(exc, KeyboardInterrupt):
+        raise Interrupted(f"Interrupted while starting {record.name!r}. {action}") from None
+    if isinstance(exc, WaitTimeout):
+        raise WaitTimeout(
+            f"The cluster {record.name!r} did not become ready within {timeout:g} s ({exc}). {action} "
+            f"Raise the limit with `--timeout SECONDS` (or `timeout:` in the profile)."
+        ) from None
+    if isinstance(exc, DaskAwsMagicError):
+        raise type(exc)(f"{exc} {action}") from None
+    raise LaunchError(f"Starting {record.name!r} failed: {type(exc).__name__}: {exc}. {action}") from exc
+
+
+# -- everything else ----------------------------------------------------------------------------
+def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
+    """A connected handle to the running cluster ``name``."""
+    record = _find(check_name(name))
+    backend = get_backend(record.backend)
+    if not backend.alive(record) or not record.scheduler_address or not _answers(record.scheduler_address):
+        registry.update(record.name, lambda r: setattr(r, "status", "dead"))
+        raise ClusterDead(
+            f"The cluster {name!r} is registered but its scheduler no longer answers "
+            f"({record.scheduler_address or 'no address'}); it has been marked dead. "
+            f"See why with `%dask_cluster logs {name}`, clean up with `%dask_cluster down {name}`, "
+            "then start a new one with `%dask_cluster up`."
+        )
+    handle = ClusterHandle(record)
+    handle.connect(timeout=timeout)
+    return handle
+
+
+def down(names: Iterable[str] = (), *, all: bool = False) -> list[str]:
+    """Stop clusters and remove everything they created; one line per cluster."""
+    if all:
+        targets = list_clusters()
+    else:
+        names = list(names)
+        if not names:
+            raise ClusterNotFound("Name the cluster(s) to stop, e.g. `down local`, or pass `--all`.")
+        targets = [_find(check_name(n)) for n in names]
+    lines = []
+    for record in targets:
+        close_handles(record.name)
+        removed = get_backend(record.backend).terminate(record)
+        registry.remove(record.name)
+        lines.append(f"{record.name}: {'; '.join(removed)}")
+    return lines
+
+
+def _client_for(record: ClusterRecord, timeout: float = 10.0):
+    from distributed import Client
+
+    return Client(
+        record.scheduler_address, security=get_backend(record.backend).security(record),
+        timeout=timeout, set_as_default=False,
+    )
+
+
+def _live(name: str) -> ClusterRecord:
+    record = _find(check_name(name))
+    if not get_backend(record.backend).alive(record):
+        registry.update(record.name, lambda r: setattr(r, "status", "dead"))
+        raise ClusterDead(f"The cluster {name!r} is not running any more. Remove it with `down {name}`.")
+    return record
+
+
+def scale(name: str, workers: int, *, stop_adaptive: bool = True) -> ClusterRecord:
+    """Set the number of workers of ``name``."""
+    if not isinstance(workers, int) or workers < 0:
+        raise DaskAwsMagicError(f"The worker count must be a whole number >= 0, not {workers!r}.")
+    record = _live(name)
+    backend = get_backend(record.backend)
+    if stop_adaptive:
+        _stop_adaptor(record)
+
+    def retire(worker_names: list[str]) -> None:
+        with _client_for(record) as client:
+            client.retire_workers(names=worker_names, close_workers=True)
+
+    with registry.locked():
+        fresh = registry.get(record.name) or record
+        backend.scale(fresh, workers, retire)
+        fresh.workers = workers
+        registry.write(fresh)
+    return fresh
+
+
+def _stop_adaptor(record: ClusterRecord) -> None:
+    adaptor = record.resources.pop("adaptor", None)
+    record.settings.pop("adaptive", None)
+    if adaptor:
+        from .backends.local import _stop_groups
+
+        _stop_groups([adaptor])
+        registry.update(record.name, lambda r: (r.resources.pop("adaptor", None), r.settings.pop("adaptive", None)))
+
+
+def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRecord:
+    """Let the cluster ``name`` scale itself between ``minimum`` and ``maximum`` workers."""
+    if maximum is None or minimum < 0 or maximum < minimum or maximum < 1:
+        raise DaskAwsMagicError(
+            f"Adaptive bounds must satisfy 0 <= minimum <= maximum and maximum >= 1 "
+            f"(got minimum={minimum}, maximum={maximum}); e.g. `adapt NAME --minimum 1 --maximum 8`."
+        )
+    record = _live(name)
+    _stop_adaptor(record)
+    from .adaptive import spawn_adaptor
+
+    info = spawn_adaptor(record, minimum, maximum)
+
+    def change(r: ClusterRecord) -> None:
+        r.resources["adaptor"] = info
+        r.settings["adaptive"] = {"minimum": minimum, "maximum": maximum}
+
+    return registry.update(record.name, change)
+
+
+def restart(name: str, *, timeout: float = 60.0) -> ClusterRecord:
+    """Restart every worker process of ``name`` (their memory is cleared, tasks are lost)."""
+    record = _live(name)
+    with _client_for(record) as client:
+        client.restart(timeout=timeout, wait_for_workers=True)
+    return record
+
+
+def status(name: str) -> dict[str, Any]:
+    """What the cluster is doing: workers, threads, memory, tasks, uptime."""
+    record = _find(check_name(name))
+    info: dict[str, Any] = {
+        "name": record.name, "backend": record.backend, "profile": record.profile,
+        "status": record.status, "scheduler_address": record.scheduler_address,
+        "dashboard_link": record.dashboard_link, "uptime": time.time() - record.created_at,
+        "adaptive": record.settings.get("adaptive"), "planned_workers": record.workers,
+    }
+    alive = get_backend(record.backend).alive(record)
+    if not alive or not record.scheduler_address or not _answers(record.scheduler_address):
+        info["status"] = "dead"
+        if record.status != "dead":
+            registry.update(record.name, lambda r: setattr(r, "status", "dead"))
+        return info
+    with _client_for(record) as client:
+        sched = client.scheduler_info(n_workers=-1)
+        workers = sched.get("workers", {})
+        info.update(
+            workers=len(workers),
+            threads=sum(w.get("nthreads", 0) for w in workers.values()),
+            memory=sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+            tasks=sum(w.get("metrics", {}).get("executing", 0) for w in workers.values()),
+        )
+    return info
+
+
+def logs(name: str) -> dict[str, str]:
+    """Each process's or instance's log output."""
+    record = _find(check_name(name))
+    return get_backend(record.backend).logs(record)

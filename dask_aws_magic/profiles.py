@@ -1,0 +1,306 @@
+"""Profiles: load (YAML or JSON), resolve ``extends``, apply ``--set`` overrides, validate.
+
+A profile is a plain dict checked against ``schema/profile.schema.json``. Errors name the
+file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import ProfileError
+from .naming import check_name
+
+BUILTIN: dict[str, dict[str, Any]] = {
+    "local": {
+        "description": "Scheduler and worker processes on this machine (no AWS account needed).",
+        "backend": "local",
+    },
+}
+SUFFIXES = (".yaml", ".yml", ".json")
+ROLES = ("scheduler", "worker")
+INSTANCE_FIELDS = (
+    "type", "ami", "spot", "root_volume_gb", "key_name", "iam_instance_profile",
+    "subnet_id", "vpc_id", "tags",
+)
+
+
+@dataclass
+class Profile:
+    """A resolved, validated profile."""
+
+    name: str
+    data: dict[str, Any]
+    source: str  # a file path, "built-in", or "the cell body"
+    chain: list[str] = field(default_factory=list)  # the names it extends, nearest first
+
+    @property
+    def backend(self) -> str:
+        return self.data.get("backend", "local")
+
+    def role(self, role: str) -> dict[str, Any]:
+        """Instance settings for ``role``: the common ``instance`` section overridden by the role's."""
+        merged = dict(self.data.get("instance", {}))
+        own = self.data.get(role, {})
+        merged.update({k: v for k, v in own.items() if k in INSTANCE_FIELDS})
+        tags = {**self.data.get("instance", {}).get("tags", {}), **own.get("tags", {})}
+        if tags:
+            merged["tags"] = tags
+        return merged
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON Schema shipped in the package."""
+    text = resources.files("dask_aws_magic").joinpath("schema/profile.schema.json").read_text()
+    return json.loads(text)
+
+
+def schema_path() -> Path:
+    """Path of the schema file, for editors (``# yaml-language-server: $schema=...``)."""
+    return Path(str(resources.files("dask_aws_magic").joinpath("schema/profile.schema.json")))
+
+
+def _yaml():
+    import yaml
+
+    return yaml
+
+
+def parse_text(text: str, source: str) -> dict[str, Any]:
+    """Parse a YAML or JSON profile body; raise :class:`ProfileError` naming ``source``."""
+    yaml = _yaml()
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProfileError(
+            f"The profile in {source} is not valid YAML{where}: {problem}. "
+            "Fix the indentation or quoting there (a profile is a mapping of `field: value` lines)."
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProfileError(
+            f"The profile in {source} must be a mapping of fields (like `backend: local`), "
+            f"not a {type(data).__name__}."
+        )
+    return data
+
+
+def find_file(name: str) -> Path | None:
+    """The user's profile file called ``name``, if any."""
+    for suffix in SUFFIXES:
+        candidate = paths.profiles_dir() / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def available() -> dict[str, str]:
+    """Every profile name mapped to where it comes from (user files shadow built-ins)."""
+    found = {name: "built-in" for name in BUILTIN}
+    folder = paths.profiles_dir()
+    if folder.is_dir():
+        for entry in sorted(folder.iterdir()):
+            if entry.suffix in SUFFIXES and entry.is_file():
+                found[entry.stem] = str(entry)
+    return found
+
+
+def _raw(name: str) -> tuple[dict[str, Any], str]:
+    file = find_file(name)
+    if file is not None:
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise ProfileError(f"The profile file {file} cannot be read: {exc.strerror}.") from None
+        return parse_text(text, str(file)), str(file)
+    if name in BUILTIN:
+        return copy.deepcopy(BUILTIN[name]), "built-in"
+    known = sorted(available())
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    raise ProfileError(
+        f"There is no profile named {name!r}.{hint} Known profiles: {', '.join(known)}. "
+        f"Create {paths.profiles_dir() / (name + '.yaml')} or pass a profile as the body of "
+        "a `%%dask_cluster up` cell."
+    )
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` onto ``base`` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve(data: dict[str, Any], source: str, seen: list[str]) -> tuple[dict[str, Any], list[str]]:
+    parent = data.get("extends")
+    if parent is None:
+        return data, []
+    if not isinstance(parent, str):
+        raise ProfileError(f"In {source}, field `extends` must be the name of another profile.")
+    if parent in seen:
+        cycle = " -> ".join([*seen, parent])
+        raise ProfileError(f"Profiles extend each other in a circle ({cycle}). Remove one `extends`.")
+    parent_data, parent_source = _raw(parent)
+    resolved_parent, chain = _resolve(parent_data, parent_source, [*seen, parent])
+    body = {k: v for k, v in data.items() if k != "extends"}
+    return merge(resolved_parent, body), [parent, *chain]
+
+
+def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Turn ``["worker.count=8", "network.tls=false"]`` into a nested dict, values typed as YAML."""
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ProfileError(
+                    f"The override {item!r} must look like KEY=VALUE with a dotted key, "
+                    "e.g. `--set worker.count=8`."
+                )
+            try:
+                value = _yaml().safe_load(raw) if raw.strip() else ""
+            except Exception:
+                value = raw
+            pairs.append((key.strip(), value))
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ProfileError(f"The override key {key!r} sets a field inside a value that is not a section.")
+        node[parts[-1]] = value
+    return out
+
+
+def _field(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _known_keys(schema_node: dict[str, Any]) -> list[str]:
+    keys = list(schema_node.get("properties", {}))
+    for sub in schema_node.get("allOf", []):
+        ref = sub.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            keys += _known_keys(schema()["$defs"][ref.split("/")[-1]])
+    return keys
+
+
+def _schema_at(path: list[Any]) -> dict[str, Any]:
+    node = schema()
+    for part in path:
+        node = node.get("properties", {}).get(part) or {}
+        if "$ref" in node:
+            node = schema()["$defs"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def validate(data: dict[str, Any], source: str) -> None:
+    """Check ``data`` against the schema; raise one :class:`ProfileError` listing every problem."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    problems: list[str] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = list(error.absolute_path)
+        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+            node = data
+            for part in path:
+                node = node[part]
+            known = _known_keys(_schema_at(path))
+            for key in node:
+                if key in known:
+                    continue
+                close = difflib.get_close_matches(str(key), known, n=1)
+                fix = f"did you mean `{close[0]}`?" if close else f"known fields: {', '.join(sorted(known))}"
+                problems.append(f"field `{_field([*path, key])}` is not a profile field ({fix})")
+            continue
+        value = error.instance
+        description = _schema_at(path).get("description", "")
+        if error.validator == "type":
+            problem = f"field `{_field(path)}` is {value!r}, but must be of type {error.validator_value}"
+        elif error.validator == "enum":
+            choices = ", ".join(map(str, error.validator_value))
+            problem = f"field `{_field(path)}` is {value!r}; choose one of: {choices}"
+        elif error.validator in ("minimum", "exclusiveMinimum"):
+            problem = f"field `{_field(path)}` is {value!r}, but must be at least {error.validator_value}"
+            if error.validator == "exclusiveMinimum":
+                problem = f"field `{_field(path)}` is {value!r}, but must be greater than {error.validator_value}"
+        elif error.validator == "maximum":
+            problem = f"field `{_field(path)}` is {value!r}, but must be at most {error.validator_value}"
+        else:
+            problem = f"field `{_field(path)}` is {value!r}, which is not valid"
+        if description:
+            problem += f" ({description.rstrip('.')})"
+        problems.append(problem)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ProfileError(f"The profile in {source} has {'an error' if len(unique) == 1 else 'errors'}: "
+                           + "; ".join(unique) + ". Edit the profile or fix the `--set` override.")
+
+
+def load(
+    name: str = "local",
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    body: str | None = None,
+) -> Profile:
+    """Load profile ``name`` (or a cell ``body``), resolve ``extends``, apply overrides, validate."""
+    if body is not None:
+        data, source = parse_text(body, "the cell body"), "the cell body"
+    else:
+        check_name(name, "profile name")
+        data, source = _raw(name)
+    if "extends" in data:
+        validate({"extends": data["extends"]}, source)
+    resolved, chain = _resolve(data, source, [name])
+    resolved = merge(resolved, parse_overrides(overrides))
+    validate(resolved, source if not overrides else f"{source} (with overrides)")
+    return Profile(name=name, data=resolved, source=source, chain=chain)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``'30s'``, ``'20m'``, ``'2h'``; 0 for ``off``/None."""
+    if value in (None, "off"):
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+def parse_memory(value: Any) -> int | None:
+    """Bytes from ``'4GiB'``, ``'512MB'`` or an int; None for ``auto``/None."""
+    if value in (None, "auto"):
+        return None
+    if isinstance(value, int):
+        return value
+    from dask.utils import parse_bytes
+
+    return int(parse_bytes(str(value)))

@@ -1,0 +1,82 @@
+"""Plain-text rendering of records, plans and status, shared by the magics and the terminal command."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from .backends.base import Plan
+from .registry import ClusterRecord
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def memory(nbytes: int | None) -> str:
+    return "auto" if not nbytes else f"{nbytes / 2**30:.1f} GiB"
+
+
+def clusters(records: Sequence[ClusterRecord]) -> str:
+    if not records:
+        return "No clusters. Start one with `%dask_cluster up` (the local profile) or `up PROFILE`."
+    now = time.time()
+    rows = [
+        (r.name, r.backend, r.status, r.workers, r.scheduler_address or "-", r.dashboard_link or "-",
+         age(now - r.created_at), r.note)
+        for r in records
+    ]
+    return table(("NAME", "BACKEND", "STATUS", "WORKERS", "SCHEDULER", "DASHBOARD", "AGE", "NOTE"), rows)
+
+
+def plan(p: Plan) -> str:
+    lines = [f"Plan for cluster {p.name!r} from profile {p.profile!r} on backend {p.backend}:"]
+    rows = []
+    for r in p.resources:
+        cost = f"${r.hourly_cost:.4f}" if r.hourly_cost else "-"
+        spot = "-" if r.spot_hourly_cost is None else f"${r.spot_hourly_cost:.4f}"
+        rows.append((r.count, r.kind, r.role, r.detail, cost, spot))
+    lines.append(table(("COUNT", "KIND", "ROLE", "DETAIL", "$/H ON-DEMAND", "$/H SPOT"), rows))
+    lines.append(f"Workers: {p.workers} x {p.threads_per_worker} thread(s), {memory(p.memory_per_worker)} each.")
+    lines.append(f"Estimated cost: ${p.hourly_cost:.4f}/hour on-demand, ${p.spot_hourly_cost:.4f}/hour with spot.")
+    lines += [f"Note: {n}" for n in p.notes]
+    return "\n".join(lines)
+
+
+def status(info: dict[str, Any]) -> str:
+    keys = ("name", "backend", "profile", "status", "scheduler_address", "dashboard_link", "workers",
+            "threads", "memory", "tasks", "adaptive", "uptime")
+    lines = []
+    for key in keys:
+        if key not in info:
+            continue
+        value = info[key]
+        if key == "memory":
+            value = memory(value)
+        elif key == "uptime":
+            value = age(value)
+        lines.append(f"{key.replace('_', ' '):>18}: {value}")
+    return "\n".join(lines)
+
+
+def profiles(rows: Sequence[dict[str, str]]) -> str:
+    return table(("NAME", "BACKEND", "SOURCE", "DESCRIPTION"),
+                 [(r["name"], r["backend"], r["source"], r["description"]) for r in rows])
+
+
+def logs(entries: dict[str, str]) -> str:
+    if not entries:
+        return "No logs."
+    return "\n\n".join(f"==> {label} <==\n{text}" for label, text in entries.items())

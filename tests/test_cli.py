@@ -1,0 +1,48 @@
+"""The ``dask-aws-magic`` terminal command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import dask_aws_magic as dam
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dask_aws_magic.cli", *args], capture_output=True, text=True,
+                          env=os.environ, timeout=120)
+
+
+def test_profiles_plan_list_status_down(home):
+    assert "local" in cli("profiles").stdout
+    plan = cli("plan", "--set", "worker.count=3")
+    assert plan.returncode == 0 and "3      process  worker" in plan.stdout
+    assert "No clusters" in cli("list").stdout
+
+    cluster = dam.up(name="term", workers=1, progress=False)
+    cluster.close()
+    listing = cli("list")
+    assert "term" in listing.stdout and "running" in listing.stdout
+    status = cli("status", "term")
+    assert "workers: 1" in status.stdout, status.stdout + status.stderr
+    down = cli("down", "term")
+    assert down.returncode == 0 and "term: stopped 2 process(es)" in down.stdout
+    assert "No clusters" in cli("list").stdout
+
+
+def test_errors_are_one_line_and_exit_nonzero(home):
+    for args, code, text in [
+        (("down", "ghost"), 1, "no cluster named 'ghost'"),
+        (("plan", "nope"), 1, "no profile named 'nope'"),
+        (("frob",), 2, "unknown command 'frob'"),
+        ((), 2, "give a command"),
+    ]:
+        result = cli(*args)
+        assert result.returncode == code, (args, result.stderr)
+        assert text in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help(home):
+    result = cli("--help")
+    assert result.returncode == 0 and "profiles" in result.stdout and "plan" in result.stdout

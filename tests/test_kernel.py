@@ -1,0 +1,68 @@
+"""The magics through a real Jupyter kernel (nbclient), including a kernel restart."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbclient import NotebookClient
+
+from dask_aws_magic import registry
+
+pytestmark = pytest.mark.kernel
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def outputs(cell) -> str:
+    text = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            text.append(out.text)
+        elif "data" in out:
+            text.append(out.data.get("text/plain", ""))
+        elif out.output_type == "error":
+            text.append(f"{out.ename}: {out.evalue}")
+    return "\n".join(text)
+
+
+def test_quickstart_notebook_runs(home):
+    notebook = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3").execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "ready" in outputs(code[1]) and "Dashboard: http://127.0.0.1:" in outputs(code[1])
+    assert any("text/html" in o.get("data", {}) for o in code[1].outputs)  # a clickable link
+    assert outputs(code[2]) == "3"
+    assert outputs(code[3]) == str(sum(x * x for x in range(10_000)))
+    assert outputs(code[4]) == "2"
+    assert "demo" in outputs(code[5]) and "running" in outputs(code[5])
+    assert "demo: stopped 3 process(es)" in outputs(code[6])
+    assert registry.get("demo") is None
+
+
+def test_cluster_survives_kernel_restart(home):
+    notebook = nbformat.v4.new_notebook()
+    client = NotebookClient(notebook, timeout=180, kernel_name="python3")
+    with client.setup_kernel():
+        def run(source: str) -> str:
+            cell = nbformat.v4.new_code_cell(source)
+            notebook.cells.append(cell)
+            client.execute_cell(cell, len(notebook.cells) - 1)
+            return outputs(cell)
+
+        run("%load_ext dask_aws_magic")
+        assert "ready" in run("%dask_cluster up -n keeper -w 1")
+        resources = registry.read("keeper").resources
+        pids = [resources["scheduler"]["pid"], *(w["pid"] for w in resources["workers"].values())]
+
+        client.km.restart_kernel(now=True)
+        client.kc.wait_for_ready(timeout=60)
+        time.sleep(0.5)
+        assert all(psutil.pid_exists(p) for p in pids), "the cluster died with the kernel"
+
+        run("%load_ext dask_aws_magic")
+        assert "connected" in run("%dask_cluster attach keeper")
+        assert run("client.submit(lambda: 6 * 7).result()") == "42"
+        assert "keeper: stopped 2 process(es)" in run("%dask_cluster down keeper")

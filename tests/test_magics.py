@@ -1,0 +1,119 @@
+"""``%dask_cluster`` through a real IPython InteractiveShell."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from dask_aws_magic import registry
+from dask_aws_magic.magics import DaskClusterMagics
+
+
+@pytest.fixture
+def shell(home):
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "dask_aws_magic")
+    yield shell
+    try:
+        shell.run_line_magic("dask_cluster", "down --all")
+    finally:
+        shell.run_line_magic("unload_ext", "dask_aws_magic")
+        shell.user_ns.pop("client", None)
+
+
+def magic(shell, line, cell=None):
+    if cell is None:
+        return shell.run_line_magic("dask_cluster", line)
+    return shell.run_cell_magic("dask_cluster", line, cell)
+
+
+def test_up_injects_client_then_down(shell, capsys):
+    magic(shell, "up -w 1")
+    client = shell.user_ns["client"]
+    assert client.submit(sum, [1, 2]).result() == 3
+    result = shell.run_cell("from distributed import Client\nClient().submit(lambda: 7).result()")
+    assert result.result == 7  # scheduler-address is set in the kernel
+    out = capsys.readouterr().out
+    assert "ready" in out and "Dashboard: http://127.0.0.1:" in out
+
+    magic(shell, "list")
+    magic(shell, "status")
+    magic(shell, "dashboard")
+    out = capsys.readouterr().out
+    assert "local" in out and "running" in out and "workers: 1" in out
+
+    magic(shell, "down local")
+    assert "stopped 2 process(es)" in capsys.readouterr().out
+    assert registry.get("local") is None
+
+
+def test_cell_magic_profile_body_and_client_var(shell):
+    magic(shell, "up -n celly --client-var c2", "worker:\n  count: 1\n  nthreads: 2\n")
+    c2 = shell.user_ns["c2"]
+    info = c2.scheduler_info()["workers"]
+    assert [w["nthreads"] for w in info.values()] == [2]
+    assert registry.read("celly").profile == "cell"
+
+
+def test_plan_profiles_and_set(shell, capsys):
+    magic(shell, "plan --set worker.count=3 --set worker.nthreads=2")
+    magic(shell, "profiles")
+    out = capsys.readouterr().out
+    assert "3      process  worker" in out and "2 thread(s)" in out
+    assert "local  local    built-in" in out
+
+
+def test_attach_and_scale_from_magic(shell, capsys):
+    import dask_aws_magic as dam
+
+    other = dam.up(name="shared", workers=1, progress=False)
+    other.close()
+    magic(shell, "attach shared --client-var sc")
+    assert shell.user_ns["sc"].submit(lambda: 1).result() == 1
+    magic(shell, "scale shared 2")
+    shell.user_ns["sc"].wait_for_workers(2, timeout=30)
+    magic(shell, "logs shared")
+    assert "==> scheduler <==" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("line", "cell", "message"), [
+    ("frobnicate", None, "unknown command 'frobnicate'"),
+    ("", None, "give a command"),
+    ("up no-such-profile", None, "no profile named 'no-such-profile'"),
+    ("up -w 0", None, "0 workers is too few"),
+    ("up -w -2", None, "too few"),
+    ("up --set worker.count=-1", None, "`worker.count` is -1, but must be at least 1"),
+    ("up -n UPPER_case", None, "lowercase letters, digits and dashes"),
+    ("down ghost", None, "no cluster named 'ghost'"),
+    ("attach ghost", None, "no cluster named 'ghost'"),
+    ("scale", None, "the following arguments are required"),
+    ("up 'unbalanced", None, "check the quotes"),
+    ("up", "worker: {count: [", "not valid YAML"),
+    ("up", "worker:\n  count: lots\n", "must be of type integer"),
+    ("list", "backend: local", "only with `up` or `plan`"),
+])
+def test_user_errors_are_short_usage_errors(shell, line, cell, message):
+    with pytest.raises(UsageError, match=message) as info:
+        magic(shell, line, cell)
+    assert "Traceback" not in str(info.value)
+    assert len(str(info.value)) < 600
+
+
+def test_help_lists_every_subcommand(shell, capsys):
+    doc = DaskClusterMagics.dask_cluster.__doc__
+    for command in ("up", "down", "list", "status", "scale", "adapt", "attach", "plan", "profiles",
+                    "dashboard", "logs", "restart", "--keep-on-failure", "--client-var", "--set"):
+        assert command in doc
+    magic(shell, "up --help")
+    assert "--timeout" in capsys.readouterr().out
+    shell.run_line_magic("pinfo", "%dask_cluster")
+
+
+def test_configurable_client_var(shell):
+    shell.run_line_magic("config", "DaskClusterMagics.client_var = 'dc'")
+    try:
+        magic(shell, "up -w 1")
+        assert "dc" in shell.user_ns
+    finally:
+        shell.run_line_magic("config", "DaskClusterMagics.client_var = 'client'")

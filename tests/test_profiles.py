@@ -1,0 +1,113 @@
+"""Profiles: built-in, files (YAML and JSON), extends, overrides, schema errors that name the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dask_aws_magic import profiles
+from dask_aws_magic.errors import InvalidName, ProfileError
+from dask_aws_magic.naming import check_name
+
+
+def write(home, name, text, suffix=".yaml"):
+    folder = home / "profiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}{suffix}"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_local_exists(home):
+    loaded = profiles.load("local")
+    assert loaded.backend == "local"
+    assert loaded.source == "built-in"
+    assert "local" in profiles.available()
+
+
+def test_yaml_and_json_files_and_extends(home):
+    write(home, "base", "backend: ec2\nregion: us-east-1\ninstance:\n  type: m6i.large\n  tags: {team: a}\n"
+                        "worker:\n  count: 2\n")
+    write(home, "big", json.dumps({"extends": "base", "worker": {"count": 8, "type": "m6i.4xlarge",
+                                                                  "tags": {"size": "big"}}}), ".json")
+    loaded = profiles.load("big")
+    assert loaded.chain == ["base"]
+    assert loaded.data["worker"]["count"] == 8
+    assert loaded.data["region"] == "us-east-1"
+    assert loaded.role("worker") == {"type": "m6i.4xlarge", "tags": {"team": "a", "size": "big"}}
+    assert loaded.role("scheduler") == {"type": "m6i.large", "tags": {"team": "a"}}
+
+
+def test_overrides_are_typed(home):
+    loaded = profiles.load("local", ["worker.count=8", "network.tls=false", "lifecycle.idle_timeout=20m",
+                                     "software.pip=[pandas, pyarrow]"])
+    assert loaded.data["worker"]["count"] == 8
+    assert loaded.data["network"]["tls"] is False
+    assert loaded.data["lifecycle"]["idle_timeout"] == "20m"
+    assert loaded.data["software"]["pip"] == ["pandas", "pyarrow"]
+    assert profiles.parse_duration("20m") == 1200
+    assert profiles.parse_memory("2GiB") == 2 * 2**30
+
+
+def test_unknown_profile_suggests(home):
+    write(home, "gpu-big", "backend: local\n")
+    with pytest.raises(ProfileError, match=r"no profile named 'gpu-bgi'.*Did you mean `gpu-big`"):
+        profiles.load("gpu-bgi")
+
+
+def test_invalid_yaml_names_file_and_line(home):
+    path = write(home, "broken", "worker:\n  count: [2\n")
+    with pytest.raises(ProfileError) as info:
+        profiles.load("broken")
+    assert str(path) in str(info.value) and "line" in str(info.value)
+
+
+def test_wrong_type_names_field(home):
+    write(home, "typo", "worker:\n  count: many\n")
+    with pytest.raises(ProfileError, match=r"`worker.count` is 'many', but must be of type integer"):
+        profiles.load("typo")
+
+
+@pytest.mark.parametrize("count", [0, -3])
+def test_zero_or_negative_workers(home, count):
+    with pytest.raises(ProfileError, match=rf"`worker.count` is {count}, but must be at least 1"):
+        profiles.load("local", [f"worker.count={count}"])
+
+
+def test_unknown_field_suggests_closest(home):
+    write(home, "misspelt", "workers:\n  count: 2\n")
+    with pytest.raises(ProfileError, match=r"`workers` is not a profile field \(did you mean `worker`\?\)"):
+        profiles.load("misspelt")
+
+
+def test_bad_enum_and_bad_override_syntax(home):
+    with pytest.raises(ProfileError, match="choose one of: local, ec2, ecs, fargate"):
+        profiles.load("local", ["backend=kubernetes"])
+    with pytest.raises(ProfileError, match="KEY=VALUE"):
+        profiles.load("local", ["worker.count"])
+
+
+def test_extends_cycle(home):
+    write(home, "a", "extends: b\n")
+    write(home, "b", "extends: a\n")
+    with pytest.raises(ProfileError, match="circle"):
+        profiles.load("a")
+
+
+def test_cell_body_errors_name_the_cell(home):
+    with pytest.raises(ProfileError, match="cell body"):
+        profiles.load("cell", body="- just\n- a list\n")
+
+
+@pytest.mark.parametrize("name", ["Has_Caps", "with space", "a/b", "-dash", "x" * 41, "émoji", ""])
+def test_bad_cluster_names(name):
+    with pytest.raises(InvalidName, match="lowercase letters, digits and dashes"):
+        check_name(name)
+
+
+def test_schema_is_shipped_and_valid():
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(profiles.schema())
+    assert profiles.schema_path().is_file()
