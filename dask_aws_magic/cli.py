@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .arguments import UsageProblem, build_parser, full_help, parse
 from .errors import DaskAwsMagicError

@@ -9,13 +9,21 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from . import registry
 from .backends import Discovered, Event, Plan, get_backend
-from .errors import ClusterDead, ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError
-from .errors import WaitTimeout
+from .errors import (
+    ClusterDead,
+    ClusterExists,
+    ClusterNotFound,
+    DaskAwsMagicError,
+    Interrupted,
+    LaunchError,
+    WaitTimeout,
+)
 from .handle import ClusterHandle, close_handles
 from .naming import check_name, new_cluster_id
 from .profiles import Profile, load

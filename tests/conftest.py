@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -20,9 +21,9 @@ def cluster_processes(home: str) -> list[psutil.Process]:
             continue
         try:
             env = proc.environ()
-            if TAG in env and env.get("DASK_AWS_MAGIC_TAG_HOME", "").startswith(home):
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
+            ours = TAG in env and env.get("DASK_AWS_MAGIC_TAG_HOME", "").startswith(home)
+            if ours and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
         except psutil.Error:
             continue
     return found
@@ -36,10 +37,8 @@ def home(tmp_path, monkeypatch):
     yield path
     leftovers = cluster_processes(str(path.resolve()))
     for proc in leftovers:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
     assert not leftovers, f"processes left running: {[p.pid for p in leftovers]}"
 
 
@@ -50,8 +49,6 @@ def no_leftovers_at_end(tmp_path_factory):
     yield
     leftovers = cluster_processes(base)
     for proc in leftovers:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
     assert not leftovers, f"cluster processes outlived the tests: {[p.pid for p in leftovers]}"

@@ -14,7 +14,14 @@ import pytest
 
 import dask_aws_magic as dam
 from dask_aws_magic import registry
-from dask_aws_magic.errors import ClusterDead, ClusterExists, ClusterNotFound, Interrupted, LaunchError, WaitTimeout
+from dask_aws_magic.errors import (
+    ClusterDead,
+    ClusterExists,
+    ClusterNotFound,
+    Interrupted,
+    LaunchError,
+    WaitTimeout,
+)
 from dask_aws_magic.operations import up as core_up
 
 from .conftest import cluster_processes
@@ -184,4 +191,16 @@ def test_sigint_to_terminal_up_leaves_nothing(home):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1, out
     assert b"Interrupted" in out and b"torn down" in out
+    assert not cluster_processes(str(home.resolve()))
+
+
+def test_idle_timeout_waits_for_clients_to_leave(home):
+    cluster = dam.up(workers=1, overrides={"lifecycle.idle_timeout": "2s"}, progress=False)
+    scheduler = registry.read("local").resources["scheduler"]["pid"]
+    time.sleep(4)  # idle, but a client is connected: stays up
+    assert cluster.client.submit(lambda: 5).result() == 5
+    cluster.close()
+    assert gone([scheduler], within=20), "the idle scheduler did not stop after its client left"
+    assert [c.status for c in dam.list_clusters()] == ["dead"]
+    dam.down("local")
     assert not cluster_processes(str(home.resolve()))

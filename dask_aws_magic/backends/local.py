@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .. import paths
 from ..profiles import parse_duration, parse_memory
@@ -111,9 +112,6 @@ class LocalBackend:
             TAG_HOME: str(paths.home().resolve()),
             "PYTHONUNBUFFERED": "1",
         })
-        idle = record.settings.get("idle_timeout")
-        if idle:
-            env["DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT"] = f"{idle}s"
         return env
 
     def _spawn(self, record: ClusterRecord, role: str, label: str, argv: list[str]) -> dict[str, Any]:
@@ -168,6 +166,9 @@ class LocalBackend:
             "--dashboard-address", f"{HOST}:{record.settings['dashboard_port']}",
             "--scheduler-file", str(self._scheduler_file(record)),
         ]
+        if record.settings.get("idle_timeout"):
+            scheduler_argv += ["--preload", "dask_aws_magic.idle_preload",
+                               "--idle-timeout-seconds", str(record.settings["idle_timeout"])]
         record.resources["scheduler"] = self._spawn(record, "scheduler", "scheduler", scheduler_argv)
         save()
         # Workers start at once: they wait for the scheduler file rather than for us.
@@ -208,7 +209,9 @@ class LocalBackend:
         return None
 
     def alive(self, record: ClusterRecord) -> bool:
-        return any(_running(info) for info in self._processes(record))
+        """The cluster lives as long as its scheduler (orphaned workers exit on their death timeout)."""
+        scheduler = record.resources.get("scheduler")
+        return bool(scheduler) and _running(scheduler)
 
     def _processes(self, record: ClusterRecord) -> list[dict[str, Any]]:
         resources = record.resources
