@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from . import registry
-from .backends import Discovered, Event, Plan, get_backend
+from .backends import Discovered, Event, Plan, Poll, get_backend
 from .errors import (
     ClusterDead,
     ClusterExists,
@@ -212,34 +212,38 @@ def up(
 
 
 def _wait_for_scheduler(backend: Any, record: ClusterRecord, deadline: float, emit: EventSink) -> None:
-    security = None
+    """Ask the backend for news every ``poll_interval``; probe the scheduler's port in between."""
+    interval = getattr(backend, "poll_interval", POLL_INTERVAL)
+    seen, next_poll = Poll(), 0.0
     while True:
-        seen = backend.poll(record)
-        if seen.failed:
-            raise LaunchError(f"The cluster {record.name!r} failed to start: {seen.failed}")
-        emit(Event("boot", seen.message, seen.done, seen.total))
-        if seen.address:
-            if seen.address != record.scheduler_address:
+        if time.monotonic() >= next_poll:
+            seen, next_poll = backend.poll(record), time.monotonic() + interval
+            if seen.failed:
+                raise LaunchError(f"The cluster {record.name!r} failed to start: {seen.failed}")
+            emit(Event("boot", seen.message, seen.done, seen.total))
+            if seen.address and seen.address != record.scheduler_address:
                 record.scheduler_address, record.dashboard_link = seen.address, seen.dashboard
                 registry.write(record)
-            security = security or backend.security(record)
-            if _answers(seen.address):
-                emit(Event("connect", f"scheduler answers at {seen.address}"))
-                return
+        if seen.address and _answers(seen.address, timeout=0.25):
+            emit(Event("connect", f"scheduler answers at {seen.address}"))
+            return
         if time.monotonic() > deadline:
             raise WaitTimeout(f"last state: {seen.message or 'nothing reported'}")
         time.sleep(POLL_INTERVAL)
 
 
 def _wait_for_workers(backend: Any, handle: ClusterHandle, count: int, deadline: float, emit: EventSink) -> None:
+    interval = getattr(backend, "poll_interval", POLL_INTERVAL)
+    next_poll = time.monotonic() + interval
     while True:
         joined = len(handle.client.scheduler_info(n_workers=-1).get("workers", {}))
         emit(Event("workers", f"workers {joined}/{count} joined", joined, count))
         if joined >= count:
             return
-        seen = backend.poll(handle.record)
-        if seen.failed:
-            raise LaunchError(f"The cluster {handle.name!r} failed to start: {seen.failed}")
+        if time.monotonic() >= next_poll:
+            seen, next_poll = backend.poll(handle.record), time.monotonic() + interval
+            if seen.failed:
+                raise LaunchError(f"The cluster {handle.name!r} failed to start: {seen.failed}")
         if time.monotonic() > deadline:
             raise WaitTimeout(f"only {joined} of {count} workers joined")
         time.sleep(POLL_INTERVAL)
@@ -334,9 +338,15 @@ def scale(name: str, workers: int, *, stop_adaptive: bool = True) -> ClusterReco
     if stop_adaptive:
         _stop_adaptor(record)
 
-    def retire(worker_names: list[str]) -> None:
+    def retire(labels: list[str]) -> None:
+        """Move data off the workers named ``label`` or ``label-N`` (several per instance)."""
         with _client_for(record) as client:
-            client.retire_workers(names=worker_names, close_workers=True)
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            chosen = [address for address, info in workers.items()
+                      if any(str(info.get("name")) == label or str(info.get("name")).startswith(f"{label}-")
+                             for label in labels)]
+            if chosen:
+                client.retire_workers(workers=chosen, close_workers=True)
 
     with registry.locked():
         fresh = registry.get(record.name) or record

@@ -25,6 +25,14 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "description": "Scheduler and worker processes on this machine (no AWS account needed).",
         "backend": "local",
     },
+    "ec2-small": {
+        "description": "Two m6i.large workers on EC2, spot with on-demand fallback; works unchanged in the "
+                       "AWS sandbox (`%dask_cluster sandbox start`).",
+        "backend": "ec2",
+        "scheduler": {"type": "t3.medium"},
+        "worker": {"type": "m6i.large", "count": 2, "spot": True},
+        "lifecycle": {"idle_timeout": "30m", "max_lifetime": "8h"},
+    },
 }
 SUFFIXES = (".yaml", ".yml", ".json")
 ROLES = ("scheduler", "worker")

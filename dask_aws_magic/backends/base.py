@@ -128,7 +128,8 @@ def get_backend(name: str) -> Backend:
     from ..errors import ProfileError
 
     raise ProfileError(
-        f"The backend {name!r} is not available yet; use `backend: local` or `backend: ec2` in the profile."
+        f"The backend {name!r} is not available yet (ECS and Fargate are planned); use `backend: local` or "
+        "`backend: ec2` in the profile."
     )
 
 
