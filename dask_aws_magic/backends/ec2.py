@@ -208,8 +208,8 @@ class EC2Backend:
 
     # -- launch ----------------------------------------------------------------------------
     def _ec2(self, record: ClusterRecord) -> Any:
-        launch = record.settings
-        return client("ec2", launch["region"], launch.get("aws_profile"))
+        region = record.settings.get("region") or record.resources.get("region")
+        return client("ec2", region, record.settings.get("aws_profile"))
 
     def launch(self, plan: Plan, record: ClusterRecord, save: Callable[[], None]) -> None:
         record.settings.update(plan.settings)
@@ -437,7 +437,6 @@ class EC2Backend:
 
     # -- change ----------------------------------------------------------------------------
     def terminate(self, record: ClusterRecord) -> list[str]:
-        record.settings.setdefault("region", record.resources.get("region"))
         ec2 = self._ec2(record)
         lines = []
         with aws(f"terminating {record.name}"):
@@ -503,11 +502,7 @@ class EC2Backend:
             reply = self._ec2(record).get_console_output(InstanceId=instance_id, Latest=True)
         except botocore.exceptions.ClientError:
             return ""
-        raw = reply.get("Output") or ""
-        try:
-            return base64.b64decode(raw).decode(errors="replace")
-        except ValueError:
-            return raw
+        return reply.get("Output") or ""  # botocore decodes the base64 itself
 
     def logs(self, record: ClusterRecord) -> dict[str, str]:
         out = {}

@@ -1,0 +1,221 @@
+"""The `Sandbox`: moto server + instance emulator + environment, started and stopped together."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .emulator import InstanceEmulator
+    from .env import AwsEnvironment
+    from .faults import Fault, FaultRegistry
+    from .server import CallCounter, SandboxServer
+
+_active: Sandbox | None = None
+_active_lock = threading.Lock()
+
+
+class Sandbox:
+    """An emulated AWS account on this machine. Only one can run at a time in a process.
+
+    boot_delay: seconds a new instance stays `pending` before its user-data runs.
+    instance_env: extra environment variables for every instance's user-data.
+    workdir: where per-instance directories (home, console.log, user-data) go; kept after stop.
+        By default a temporary directory, removed on stop.
+    """
+
+    def __init__(
+        self,
+        boot_delay: float = 0.0,
+        region: str = "us-east-1",
+        *,
+        instance_env: dict[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        self._boot_delay = boot_delay
+        self.region = region
+        self.instance_env = dict(instance_env or {})
+        self.workdir = workdir
+        self._root: str | None = None
+        self._server: SandboxServer | None = None
+        self._emulator: InstanceEmulator | None = None
+        self._env: AwsEnvironment | None = None
+        self._calls: CallCounter | None = None
+        self._faults: FaultRegistry | None = None
+        self._undo: list[Any] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> Sandbox:
+        global _active
+        with _active_lock:
+            if self.running:
+                return self
+            if _active is not None:
+                raise RuntimeError("another Sandbox is running in this process; stop it first")
+            _active = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from .env import AwsEnvironment
+
+        if self.workdir:
+            os.makedirs(self.workdir, exist_ok=True)
+        self._root = self.workdir or tempfile.mkdtemp(prefix="dask-aws-sandbox-")
+        self._env = AwsEnvironment(self.region, self._root)
+        self._env.apply()
+        self._undo.append(self._env.restore)
+
+        from moto.moto_api import state_manager
+        from moto.moto_api._internal.models import moto_api_backend
+
+        from ._patch import Patches
+        from .emulator import InstanceEmulator
+        from .faults import FaultRegistry
+        from .iam import patch_managed_policies
+        from .ips import patch_moto_ips
+        from .server import CallCounter, SandboxServer
+
+        patches = Patches()
+        self._undo.append(patches.restore)
+        patch_moto_ips(patches)
+        patch_managed_policies(patches)
+        moto_api_backend.reset()
+        # moto otherwise moves ECS tasks towards STOPPED on every DescribeTasks.
+        state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+        self._undo.append(lambda: state_manager.unset_transition("ecs::task"))
+
+        self._calls, self._faults = CallCounter(), FaultRegistry()
+        self._server = SandboxServer(self._calls, self._faults)
+        self._server.start()
+        self._undo.append(self._server.stop)
+        self._env.set_endpoint(self._server.endpoint_url)
+        self._emulator = InstanceEmulator(self._root, self._boot_delay, self.instance_env)
+        self._emulator.start()
+        self._undo.append(self._emulator.stop)
+
+    def stop(self) -> None:
+        """Kill every instance process, stop the servers, restore moto and os.environ."""
+        global _active
+        error: BaseException | None = None
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except BaseException as exc:  # keep undoing the rest
+                error = error or exc
+        self._server = self._emulator = self._env = None
+        if self._root and not self.workdir:
+            shutil.rmtree(self._root, ignore_errors=True)
+        self._root = None
+        with _active_lock:
+            if _active is self:
+                _active = None
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def endpoint_url(self) -> str:
+        return self._need(self._server).endpoint_url
+
+    @property
+    def boot_delay(self) -> float:
+        return self._boot_delay
+
+    @boot_delay.setter
+    def boot_delay(self, seconds: float) -> None:
+        """Applies to instances launched from now on."""
+        self._boot_delay = seconds
+        if self._emulator is not None:
+            self._emulator.boot_delay = seconds
+
+    @property
+    def metadata_url(self) -> str:
+        """Base URL of the metadata service; an instance's endpoint is `<this><instance-id>/`."""
+        return self._need(self._emulator).metadata.url
+
+    # -- inspection ------------------------------------------------------------------------
+    def resources(self) -> dict[str, list[str]]:
+        """Ids per kind of what is left; only non-empty kinds, so `not sb.resources()` means clean."""
+        from .inventory import resources
+
+        self._need(self._server)
+        return resources()
+
+    def calls(self) -> Counter[str]:
+        """AWS API calls served since start or `reset_calls()`, keyed "service:Action"."""
+        return self._need(self._calls).snapshot()
+
+    def reset_calls(self) -> None:
+        self._need(self._calls).reset()
+
+    def console_output(self, instance_id: str) -> str:
+        """What the instance's user-data printed so far (stdout and stderr)."""
+        return self._need(self._emulator).console_output(instance_id)
+
+    def processes(self) -> dict[str, int]:
+        """Instance id -> process-group id, for instances whose processes are alive."""
+        return self._need(self._emulator).processes()
+
+    # -- fault injection -------------------------------------------------------------------
+    def inject_fault(
+        self,
+        action: str,
+        code: str,
+        message: str = "",
+        times: int | None = 1,
+        match: dict[str, Any] | None = None,
+        status: int = 400,
+    ) -> Fault:
+        """Fail the next `times` requests of `action` ("ec2:RunInstances") with an AWS error.
+
+        `match`: request parameters that must be equal, with query-protocol names
+        (e.g. {"InstanceMarketOptions.MarketType": "spot"}); JSON bodies are flattened the same way.
+        `times=None` fails until `clear_faults()`. The returned Fault's `remaining` counts down.
+        """
+        from .faults import Fault
+
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1 or None")
+        fault = Fault(action, code, message or code, times, dict(match or {}), status)
+        return self._need(self._faults).add(fault)
+
+    def clear_faults(self) -> None:
+        self._need(self._faults).clear()
+
+    def interrupt_spot(self, instance_id: str, action: str = "terminate", notice: float = 2.0) -> None:
+        """Emulate a spot interruption: metadata spot/instance-action appears, then after `notice`
+        seconds the instance is terminated (or stopped) and its processes killed."""
+        self._need(self._emulator).interrupt_spot(instance_id, action, notice)
+
+    @staticmethod
+    def _need(value: Any) -> Any:
+        if value is None:
+            raise RuntimeError("the Sandbox is not running; call start() first")
+        return value
+
+
+def current() -> Sandbox | None:
+    """The running Sandbox of this process, if any."""
+    return _active

@@ -1,0 +1,101 @@
+"""What is left in moto: the sandbox's leak check, read from the backends (no API calls)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+
+def _backends(backend_dict: Any) -> Iterator[Any]:
+    """Every already-created backend (all accounts, all regions) of a moto BackendDict."""
+    for account in list(backend_dict.values()):
+        yield from list(account.values())
+
+
+def resources() -> dict[str, list[str]]:
+    """Ids per kind of everything user-created that still exists; empty kinds are left out."""
+    found: dict[str, list[str]] = defaultdict(list)
+    _ec2(found)
+    _iam(found)
+    _others(found)
+    return {kind: sorted(ids) for kind, ids in found.items() if ids}
+
+
+def _ec2(found: dict[str, list[str]]) -> None:
+    from moto.ec2.models import ec2_backends
+
+    for backend in _backends(ec2_backends):
+        gone: set[str] = set()
+        for reservation in list(backend.reservations.values()):
+            for instance in list(reservation.instances):
+                if instance.state == "terminated":
+                    gone.add(instance.id)
+                    gone.update(nic.id for nic in instance.nics.values())
+                else:
+                    found["instances"].append(instance.id)
+        default_vpcs = {v.id for v in list(backend.vpcs.values()) if v.is_default}
+        found["vpcs"] += [v.id for v in list(backend.vpcs.values()) if not v.is_default]
+        for subnets in list(backend.subnets.values()):
+            found["subnets"] += [s.id for s in list(subnets.values()) if not s.default_for_az]
+        for groups in list(backend.groups.values()):
+            found["security_groups"] += [g.id for g in list(groups.values()) if g.name != "default"]
+        found["key_pairs"] += list(backend.key_pairs)
+        found["launch_templates"] += list(backend.launch_templates)
+        found["elastic_ips"] += [a.allocation_id or a.public_ip for a in list(backend.addresses)]
+        for volume in list(backend.volumes.values()):
+            attachment = volume.attachment
+            if attachment is None or attachment.instance.state != "terminated":
+                found["volumes"].append(volume.id)
+            else:
+                gone.add(volume.id)
+        existing = _existing_ec2_ids(backend)
+        for resource_id, tags in list(backend.tags.items()):
+            if tags and resource_id not in gone and resource_id in existing and resource_id not in default_vpcs:
+                found["tagged"].append(resource_id)
+
+
+def _existing_ec2_ids(backend: Any) -> set[str]:
+    """Ids that DescribeTags may report for resources that still exist (moto keeps stale tags)."""
+    ids: set[str] = set()
+    for reservation in list(backend.reservations.values()):
+        ids.update(i.id for i in reservation.instances)
+    ids.update(backend.vpcs)
+    for subnets in list(backend.subnets.values()):
+        ids.update(subnets)
+    for groups in list(backend.groups.values()):
+        ids.update(groups)
+    ids.update(backend.volumes)
+    ids.update(backend.launch_templates)
+    ids.update(k.id for k in list(backend.key_pairs.values()))
+    ids.update(backend.enis)
+    ids.update(a.allocation_id for a in list(backend.addresses))
+    return ids
+
+
+def _iam(found: dict[str, list[str]]) -> None:
+    from moto.iam.models import iam_backends
+
+    for backend in _backends(iam_backends):
+        found["iam_roles"] += [r.name for r in list(backend.roles.values())]
+        found["instance_profiles"] += list(backend.instance_profiles)
+        found["iam_users"] += list(backend.users)
+        found["iam_policies"] += [arn for arn in list(backend.managed_policies) if ":aws:policy/" not in arn]
+
+
+def _others(found: dict[str, list[str]]) -> None:
+    from moto.ecs.models import ecs_backends
+    from moto.logs.models import logs_backends
+    from moto.s3.models import s3_backends
+    from moto.ssm.models import ssm_backends
+
+    for backend in _backends(ecs_backends):
+        found["ecs_clusters"] += [c.arn for c in list(backend.clusters.values())]
+        for tasks in list(backend.tasks.values()):
+            found["ecs_tasks"] += [t.task_arn for t in list(tasks.values()) if t.last_status != "STOPPED"]
+    for backend in _backends(logs_backends):
+        found["log_groups"] += list(backend.groups)
+    for backend in _backends(ssm_backends):
+        found["ssm_parameters"] += [n for n in list(backend._parameters) if not n.startswith("/aws/")]
+    for backend in _backends(s3_backends):
+        found["s3_buckets"] += list(backend.buckets)

@@ -1,0 +1,220 @@
+"""An EC2 instance-metadata service (IMDSv2) for emulated instances.
+
+Each instance sees its own tree under `http://127.0.0.1:PORT/<instance-id>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Tree = dict[str, Any]
+# Returns the metadata tree and user-data of an instance, or None if unknown.
+Resolver = Callable[[str], "tuple[Tree, bytes | None] | None"]
+
+_MAX_TTL = 21600
+
+
+def instance_tree(instance: Any, extra: Tree | None = None) -> Tree:
+    """The `latest/` tree for a moto Instance: meta-data/ and dynamic/ entries."""
+    backend = instance.ec2_backend
+    zone = instance._placement.zone
+    region = instance.region_name
+    private_ip = instance.private_ip or ""
+    tags = dict(backend.tags.get(instance.id, {}))
+    nic = instance.nics.get(0)
+    meta: Tree = {
+        "ami-id": instance.image_id,
+        "ami-launch-index": str(instance.ami_launch_index),
+        "hostname": instance.private_dns_name,
+        "local-hostname": instance.private_dns_name,
+        "local-ipv4": private_ip,
+        "instance-id": instance.id,
+        "instance-type": instance.instance_type,
+        "instance-life-cycle": "spot" if instance.lifecycle == "spot" else "on-demand",
+        "mac": nic.mac_address if nic else "",
+        "placement": {"availability-zone": zone, "region": region},
+        "security-groups": "\n".join(g.name for g in instance.security_groups),
+        "tags": {"instance": tags},
+    }
+    if instance.public_ip:
+        meta["public-ipv4"] = instance.public_ip
+        meta["public-hostname"] = instance.public_dns_name
+    role = _role_name(instance)
+    if role:
+        meta["iam"] = {"security-credentials": {role: _credentials()}}
+    if extra:
+        meta.update(extra)
+    document = {
+        "accountId": instance.owner_id,
+        "architecture": instance.architecture,
+        "availabilityZone": zone,
+        "billingProducts": None,
+        "devpayProductCodes": None,
+        "marketplaceProductCodes": None,
+        "imageId": instance.image_id,
+        "instanceId": instance.id,
+        "instanceType": instance.instance_type,
+        "kernelId": None,
+        "pendingTime": _iso(instance.launch_time),
+        "privateIp": private_ip,
+        "ramdiskId": None,
+        "region": region,
+        "version": "2017-09-30",
+    }
+    return {"meta-data": meta, "dynamic": {"instance-identity": {"document": json.dumps(document, indent=2)}}}
+
+
+def _iso(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else str(value)
+
+
+def _role_name(instance: Any) -> str | None:
+    association = instance.ec2_backend.iam_instance_profile_associations.get(instance.id)
+    profile = getattr(association, "iam_instance_profile", None)
+    roles = getattr(profile, "roles", None) or []
+    return roles[0].name if roles else None
+
+
+def _credentials() -> str:
+    now = datetime.now(timezone.utc)
+    return json.dumps(
+        {
+            "Code": "Success",
+            "LastUpdated": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": "testing",
+            "SecretAccessKey": "testing",
+            "Token": "testing",
+            "Expiration": (now + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+
+
+class MetadataServer:
+    """Threaded HTTP server answering IMDSv2 requests for every emulated instance."""
+
+    def __init__(self, resolve: Resolver, host: str = "127.0.0.1") -> None:
+        self.resolve = resolve
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-imds", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def endpoint_for(self, instance_id: str) -> str:
+        return f"{self.url}{instance_id}/"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+    def issue_token(self, instance_id: str, ttl: int) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = (instance_id, time.monotonic() + ttl)
+        return token
+
+    def check_token(self, instance_id: str, token: str | None) -> bool:
+        with self._lock:
+            entry = self._tokens.get(token or "")
+        return entry is not None and entry[0] == instance_id and entry[1] > time.monotonic()
+
+
+def _lookup(tree: Tree, parts: list[str]) -> str | None:
+    node: Any = tree
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, dict):
+        return "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in node.items())
+    return str(node)
+
+
+def _handler_for(server: MetadataServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "EC2ws"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes | str = b"", content_type: str = "text/plain") -> None:
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _split(self) -> tuple[str, list[str]]:
+            path = self.path.split("?", 1)[0]
+            instance_id, _, rest = path.lstrip("/").partition("/")
+            return instance_id, [p for p in rest.split("/") if p]
+
+        def do_PUT(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            instance_id, parts = self._split()
+            if parts != ["latest", "api", "token"] or server.resolve(instance_id) is None:
+                self._reply(404, "Not Found")
+                return
+            try:
+                ttl = int(self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", ""))
+            except ValueError:
+                ttl = 0
+            if not 1 <= ttl <= _MAX_TTL:
+                self._reply(400, "Bad Request")
+                return
+            token = server.issue_token(instance_id, ttl)
+            self.send_response(200)
+            self.send_header("X-aws-ec2-metadata-token-ttl-seconds", str(ttl))
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(token)))
+            self.end_headers()
+            self.wfile.write(token.encode())
+
+        def do_GET(self) -> None:
+            instance_id, parts = self._split()
+            found = server.resolve(instance_id)
+            if found is None:
+                self._reply(404, "Not Found")
+                return
+            if not server.check_token(instance_id, self.headers.get("X-aws-ec2-metadata-token")):
+                self._reply(401, "Unauthorized")
+                return
+            tree, user_data = found
+            if parts[:1] != ["latest"]:
+                self._reply(404, "Not Found")
+                return
+            if parts[1:] == ["user-data"]:
+                if user_data is None:
+                    self._reply(404, "Not Found")
+                else:
+                    self._reply(200, user_data, "application/octet-stream")
+                return
+            value = _lookup(tree, parts[1:])
+            if value is None:
+                self._reply(404, "Not Found")
+            else:
+                ctype = "application/json" if parts[-1] == "document" else "text/plain"
+                self._reply(200, value, ctype)
+
+    return Handler

@@ -1,0 +1,270 @@
+"""The EC2 backend end to end in the AWS sandbox (moto's server plus the instance emulator).
+
+Every scenario ends with ``sb.resources()`` empty: nothing leaked on the emulated AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+
+import boto3
+import pytest
+
+import dask_aws_magic as dam
+from dask_aws_magic import bootstrap, operations, registry
+from dask_aws_magic.errors import AwsError, Interrupted, LaunchError, ProfileError, WaitTimeout
+from dask_aws_magic.sandbox import Sandbox
+
+pytestmark = pytest.mark.sandbox
+
+PROFILE = """\
+backend: ec2
+region: us-east-1
+scheduler: {type: t3.medium}
+worker: {type: m6i.large, count: 2}
+"""
+
+
+@pytest.fixture
+def sb(home):
+    (home / "profiles").mkdir(parents=True)
+    (home / "profiles" / "ec2-test.yaml").write_text(PROFILE)
+    with Sandbox() as sandbox:
+        yield sandbox
+        leftovers = sandbox.resources()
+        if leftovers:  # clean up so one failure does not cascade, then fail
+            with __import__("contextlib").suppress(Exception):
+                dam.down(all=True)
+        assert not leftovers, f"left on AWS: {leftovers}"
+
+
+def ec2():
+    return boto3.client("ec2")
+
+
+def instances(cluster_id):
+    reply = ec2().describe_instances(Filters=[{"Name": "tag:dask-aws-magic:cluster-id", "Values": [cluster_id]}])
+    return [i for r in reply["Reservations"] for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+
+
+def test_plan_creates_nothing_and_prices(sb):
+    plan = dam.plan("ec2-test", ["worker.count=3", "worker.spot=true"])
+    assert plan.workers == 3 and plan.threads_per_worker == 2  # m6i.large: 1 core, 2 threads per core
+    kinds = {(r.kind, r.role): r for r in plan.resources}
+    assert kinds[("instance", "worker")].count == 3
+    assert kinds[("instance", "worker")].hourly_cost == pytest.approx(3 * 0.096)
+    assert kinds[("instance", "worker")].spot_hourly_cost is not None
+    assert "127.0.0.1/32" in kinds[("security-group", "network")].detail
+    assert plan.hourly_cost > plan.spot_hourly_cost
+    assert not sb.resources()
+    assert not [c for c in sb.calls() if any(w in c for w in ("Create", "Run", "Authorize"))]
+
+
+def test_up_compute_list_scale_logs_down(sb):
+    events = []
+
+    def watch(event):
+        events.append((event.stage, registry.get("ec2-test")))
+
+    sb.reset_calls()
+    handle = operations.up("ec2-test", wait_workers=2, on_event=watch)
+    calls = sb.calls()
+    assert calls["ec2:RunInstances"] == 2  # one per role, whatever the number of workers
+    # The record exists, with the instances, while up is still waiting.
+    waiting = [rec for stage, rec in events if stage == "boot"]
+    assert waiting and waiting[0] is not None and waiting[0].status == "starting"
+    assert handle.scheduler_address.startswith("tls://127.")
+    assert handle.client.submit(sum, [1, 2]).result() == 3
+
+    cluster_id = handle.record.cluster_id
+    found = instances(cluster_id)
+    assert len(found) == 3
+    for inst in found:
+        tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+        assert tags["dask-aws-magic:cluster"] == "ec2-test" and tags["dask-aws-magic:cluster-id"] == cluster_id
+    group = ec2().describe_security_groups(GroupIds=[handle.record.resources["security_group"]])["SecurityGroups"][0]
+    cidrs = [r["CidrIp"] for p in group["IpPermissions"] for r in p.get("IpRanges", [])]
+    assert cidrs == ["127.0.0.1/32"] and "0.0.0.0/0" not in json.dumps(group["IpPermissions"])
+    assert {(p.get("FromPort"), p.get("ToPort")) for p in group["IpPermissions"] if p.get("IpRanges")} == {(8786, 8787)}
+
+    # TLS: a client without the cluster's certificate is refused.
+    from distributed import Client
+
+    with pytest.raises(Exception):  # noqa: B017 (any refusal will do)
+        Client(handle.scheduler_address.replace("tls://", "tcp://"), timeout=3)
+
+    assert [c.name for c in dam.list_clusters()] == ["ec2-test"]
+    dam.scale("ec2-test", 3)
+    handle.client.wait_for_workers(3, timeout=60)
+    assert len(instances(cluster_id)) == 4
+    dam.scale("ec2-test", 1)
+    deadline = time.monotonic() + 30
+    while len(handle.client.scheduler_info()["workers"]) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(handle.client.scheduler_info()["workers"]) == 1
+    assert len(instances(cluster_id)) == 2
+
+    logs = dam.logs("ec2-test")
+    assert any(label.startswith("scheduler") and "starting the scheduler" in text for label, text in logs.items())
+
+    sb.reset_calls()
+    lines = handle.down()
+    assert "terminated 2 instance(s)" in lines[0] and "deleted security group" in lines[0]
+    assert sum(sb.calls().values()) <= 6, sb.calls()
+
+
+def test_user_data_small_and_free_of_credentials(sb, home):
+    handle = dam.up("ec2-test", progress=False)
+    try:
+        scheduler = handle.record.resources["scheduler"]
+        raw = ec2().describe_instance_attribute(InstanceId=scheduler, Attribute="userData")["UserData"]["Value"]
+        text = base64.b64decode(raw).decode()
+        assert "BEGIN CERTIFICATE" in text  # TLS on
+        assert len(text.encode()) < bootstrap.EC2_USER_DATA_LIMIT / 2
+        secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+        for where in (text, (home / "clusters" / "ec2-test.json").read_text(), sb.console_output(scheduler)):
+            assert secret not in where and "AWS_SECRET_ACCESS_KEY" not in where
+            assert os.environ["AWS_ACCESS_KEY_ID"] not in where
+    finally:
+        handle.down()
+
+
+def test_found_by_tags_without_registry_and_attach_recovers_tls(sb, home):
+    handle = dam.up("ec2-test", progress=False)
+    handle.close()
+    for path in (home / "clusters").glob("*.json"):
+        path.unlink()  # another laptop: no registry at all
+    found = dam.list_clusters()
+    assert [c.name for c in found] == ["ec2-test"] and found[0].note.startswith("recovered")
+    attached = dam.attach("ec2-test")  # the certificate is read back from the scheduler's user-data
+    assert attached.client.submit(lambda: 41 + 1).result() == 42
+    attached.close()
+    for path in (home / "clusters").glob("*.json"):
+        path.unlink()
+    assert "ec2-test" in dam.down(all=True)[0]
+
+
+def test_spot_falls_back_to_on_demand(sb):
+    sb.inject_fault("ec2:RunInstances", "InsufficientInstanceCapacity", times=None,
+                    match={"InstanceMarketOptions.MarketType": "spot"})
+    handle = dam.up("ec2-test", overrides={"worker.spot": True}, progress=False)
+    try:
+        workers = [i for i in instances(handle.record.cluster_id)
+                   if i["InstanceId"] in handle.record.resources["workers"]]
+        assert len(workers) == 2 and all(i.get("InstanceLifecycle") != "spot" for i in workers)
+    finally:
+        handle.down()
+
+
+def test_capacity_error_moves_to_another_subnet(sb):
+    sb.inject_fault("ec2:RunInstances", "InsufficientInstanceCapacity", times=1, match={"InstanceType": "m6i.large"})
+    handle = dam.up("ec2-test", progress=False)
+    try:
+        workers = [i for i in instances(handle.record.cluster_id)
+                   if i["InstanceId"] in handle.record.resources["workers"]]
+        assert len(workers) == 2
+    finally:
+        handle.down()
+
+
+def test_no_capacity_anywhere_fails_cleanly(sb):
+    sb.inject_fault("ec2:RunInstances", "InsufficientInstanceCapacity", times=None, match={"InstanceType": "m6i.large"})
+    with pytest.raises(AwsError, match="InsufficientInstanceCapacity.*another `instance.type`"):
+        dam.up("ec2-test", progress=False)
+    assert registry.get("ec2-test") is None
+
+
+def test_throttling_is_retried(sb):
+    sb.inject_fault("ec2:DescribeInstances", "RequestLimitExceeded", status=503, times=3)
+    handle = dam.up("ec2-test", progress=False)
+    handle.down()
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("UnauthorizedOperation", "lacks a permission"),
+    ("AuthFailure", "credentials were rejected"),
+])
+def test_aws_refusals_explained_and_cleaned(sb, code, expected):
+    sb.inject_fault("ec2:RunInstances", code, message="You are not authorized", times=None)
+    with pytest.raises(AwsError, match=expected) as info:
+        dam.up("ec2-test", progress=False)
+    assert "Traceback" not in str(info.value) and "torn down" in str(info.value)
+
+
+def test_bad_ami_and_bad_type(sb):
+    with pytest.raises(AwsError, match="InvalidAMIID"):
+        dam.up("ec2-test", overrides={"instance.ami": "ami-0000000000000dead"}, progress=False)
+    with pytest.raises(ProfileError, match="instance type"):
+        dam.up("ec2-test", overrides={"worker.type": "m99.gigantic"}, progress=False)
+
+
+def test_missing_credentials(sb, monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(AwsError, match="No AWS credentials were found.*sandbox start"):
+        dam.up("ec2-test", progress=False)
+
+
+def test_failed_boot_fails_fast_with_console_output(sb):
+    started = time.monotonic()
+    with pytest.raises(LaunchError, match="installing extra packages failed") as info:
+        dam.up("ec2-test", overrides={"software.pip": ["no-such-package-dam"],
+                                      "software.env": {"PIP_NO_INDEX": "1"}}, progress=False)
+    assert time.monotonic() - started < 60
+    assert "console output" in str(info.value) and "torn down" in str(info.value)
+
+
+def test_instance_terminated_mid_boot(sb):
+    sb.boot_delay = 3.0
+
+    def kill_scheduler(event):
+        record = registry.get("ec2-test")
+        if event.stage == "boot" and record and record.resources.get("scheduler"):
+            ec2().terminate_instances(InstanceIds=[record.resources["scheduler"]])
+
+    started = time.monotonic()
+    with pytest.raises(LaunchError, match="scheduler instance .* is (shutting-down|terminated)"):
+        operations.up("ec2-test", on_event=kill_scheduler)
+    assert time.monotonic() - started < 30
+
+
+def test_timeout_and_interrupt_tear_down(sb):
+    sb.boot_delay = 30.0
+    with pytest.raises(WaitTimeout, match="within 2 s"):
+        dam.up("ec2-test", timeout=2, progress=False)
+    assert not sb.resources()
+
+    def interrupt(event):
+        if event.stage == "boot":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="torn down"):
+        operations.up("ec2-test", on_event=interrupt)
+
+
+def test_idle_cluster_terminates_itself(sb):
+    handle = dam.up("ec2-test", overrides={"lifecycle.idle_timeout": "3s"}, wait_workers=2, progress=False)
+    cluster_id = handle.record.cluster_id
+    handle.close()  # no client, no tasks: after 3 s the scheduler stops, the workers follow, all power off
+    deadline = time.monotonic() + 60
+    while instances(cluster_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not instances(cluster_id), "instances did not terminate themselves"
+    assert [c.status for c in dam.list_clusters()] == ["dead"]
+    dam.down("ec2-test")  # removes the security group
+
+
+def test_max_lifetime_is_enforced_on_the_instances(sb):
+    handle = dam.up("ec2-test", overrides={"lifecycle.max_lifetime": "4s"}, progress=False)
+    cluster_id = handle.record.cluster_id
+    deadline = time.monotonic() + 60
+    while instances(cluster_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not instances(cluster_id)
+    handle.down()

@@ -1,0 +1,353 @@
+"""The sandbox against a real moto server, driven with plain boto3 (no mocks)."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from dask_aws_magic import sandbox
+from dask_aws_magic.sandbox import Sandbox
+from dask_aws_magic.sandbox.process import live_groups
+
+pytestmark = pytest.mark.sandbox
+
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+IMDS = '"${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254/}latest'
+SERVE_USER_DATA = f"""#!/bin/bash
+T=$(curl -s -X PUT {IMDS}/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 60")
+IP=$(curl -s -H "X-aws-ec2-metadata-token: $T" {IMDS}/meta-data/local-ipv4")
+echo "no-token-status=$(curl -s -o /dev/null -w '%{{http_code}}' {IMDS}/meta-data/local-ipv4")"
+echo "hello from $IP" > index.html
+echo "serving on $IP"
+exec python3 -m http.server --bind "$IP" 8000
+"""
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox() as running:
+        yield running
+
+
+def run(ec2: Any, user_data: str | None = None, count: int = 1, **kwargs: Any) -> list[str]:
+    if user_data is not None:
+        kwargs["UserData"] = user_data
+    ami = boto3.client("ssm").get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
+    reply = ec2.run_instances(ImageId=ami, MinCount=count, MaxCount=count, InstanceType="t3.micro", **kwargs)
+    return [i["InstanceId"] for i in reply["Instances"]]
+
+
+def describe(ec2: Any, instance_id: str) -> dict[str, Any]:
+    return ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+
+def state(ec2: Any, instance_id: str) -> str:
+    return str(describe(ec2, instance_id)["State"]["Name"])
+
+
+def http_get(url: str, timeout: float = 1.0) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return None
+
+
+def test_environment_is_set_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "real-profile")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "real-token")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", "https://elsewhere.example")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    before = dict(os.environ)
+    with Sandbox(region="us-west-2") as sb:
+        assert sb.endpoint_url.startswith("http://127.0.0.1:")
+        assert os.environ["AWS_ENDPOINT_URL"] == sb.endpoint_url
+        assert os.environ["AWS_REGION"] == os.environ["AWS_DEFAULT_REGION"] == "us-west-2"
+        assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_EC2"):
+            assert name not in os.environ
+        assert not os.path.exists(os.environ["AWS_SHARED_CREDENTIALS_FILE"])
+        ec2 = boto3.client("ec2")
+        assert ec2.meta.region_name == "us-west-2"
+        ec2.describe_instances()
+        assert sb.calls()["ec2:DescribeInstances"] == 1
+        assert sandbox.current() is sb
+    assert dict(os.environ) == before
+    assert sandbox.current() is None
+
+
+def test_instances_run_user_data_and_serve_http(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    ids = run(ec2, SERVE_USER_DATA, count=3)
+    wait_for(lambda: len(sb.processes()) == 3)
+    ips = []
+    for instance_id in ids:
+        instance = describe(ec2, instance_id)
+        ip = instance["PrivateIpAddress"]
+        assert instance["PublicIpAddress"] == ip
+        assert instance["NetworkInterfaces"][0]["Association"]["PublicIp"] == ip
+        assert ipaddress.IPv4Address(ip) in ipaddress.IPv4Network("127.0.0.0/8")
+        assert ipaddress.IPv4Address(ip) not in ipaddress.IPv4Network("127.0.0.0/16")
+        ips.append(ip)
+    assert len(set(ips)) == 3
+    for ip in ips:
+        assert wait_for(lambda ip=ip: http_get(f"http://{ip}:8000/index.html")) == f"hello from {ip}\n"
+    first = ids[0]
+    output = ec2.get_console_output(InstanceId=first)["Output"]  # botocore decodes the base64
+    assert f"serving on {ips[0]}" in output
+    assert "no-token-status=401" in output
+    assert output == sb.console_output(first)
+
+
+def test_reported_ip_can_be_bound(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    ip = describe(ec2, run(ec2)[0])["PrivateIpAddress"]
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        s.listen()
+        with socket.create_connection(s.getsockname(), timeout=1):
+            pass
+
+
+def test_boot_delay_keeps_instances_pending() -> None:
+    with Sandbox(boot_delay=0.8) as sb:
+        ec2 = boto3.client("ec2")
+        started = time.monotonic()
+        (instance_id,) = run(ec2, "#!/bin/sh\nsleep 60\n")
+        assert state(ec2, instance_id) == "pending"
+        assert not sb.processes()
+        wait_for(lambda: state(ec2, instance_id) == "running", interval=0.01)
+        assert time.monotonic() - started >= 0.8
+        wait_for(lambda: instance_id in sb.processes())
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_terminate_kills_the_process_group(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    (instance_id,) = run(ec2, "#!/bin/bash\nsleep 300 &\necho child=$!\nsleep 300\n")
+    pgid = wait_for(lambda: sb.processes().get(instance_id))
+    child = int(wait_for(lambda: sb.console_output(instance_id).partition("child=")[2].split("\n")[0]))
+    assert pid_exists(pgid) and pid_exists(child)
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    wait_for(lambda: not pid_exists(pgid), timeout=3)
+    assert not live_groups({pgid})
+    assert instance_id not in sb.processes()
+    assert state(ec2, instance_id) == "terminated"
+
+
+def test_user_data_exiting_does_not_end_the_instance(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    (instance_id,) = run(ec2, "echo done\n")
+    wait_for(lambda: "done" in sb.console_output(instance_id))
+    time.sleep(0.2)
+    assert state(ec2, instance_id) == "running"
+
+
+@pytest.mark.parametrize(("behaviour", "final"), [("terminate", "terminated"), ("stop", "stopped")])
+def test_shutdown_from_user_data(sb: Sandbox, behaviour: str, final: str) -> None:
+    ec2 = boto3.client("ec2")
+    (instance_id,) = run(
+        ec2,
+        "#!/bin/bash\necho bye\nshutdown -h now\nsleep 300\n",
+        InstanceInitiatedShutdownBehavior=behaviour,
+    )
+    wait_for(lambda: state(ec2, instance_id) == final, timeout=3)
+    assert describe(ec2, instance_id)["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
+    wait_for(lambda: instance_id not in sb.processes(), timeout=3)
+    assert "bye" in sb.console_output(instance_id)
+
+
+def test_python_gzip_user_data_uses_the_test_interpreter(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    script = (
+        b"#!/usr/bin/env python3\nimport os, sys\nprint('exe', sys.executable)\nprint('keys', sorted(os.environ))\n"
+    )
+    (instance_id,) = run(ec2, gzip.compress(script))  # type: ignore[arg-type]
+    output = wait_for(lambda: "keys" in sb.console_output(instance_id) and sb.console_output(instance_id))
+    assert os.path.realpath(output.split("exe ")[1].split()[0]) == os.path.realpath(sys.executable)
+    assert "AWS_ACCESS_KEY_ID" not in output and "AWS_ENDPOINT_URL'" not in output
+    assert "AWS_EC2_METADATA_SERVICE_ENDPOINT" in output
+
+
+def test_instance_metadata_service(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    (instance_id,) = run(
+        ec2,
+        "#!/bin/sh\nsleep 60\n",
+        InstanceMarketOptions={"MarketType": "spot"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "worker-1"}]}],
+    )
+    base = f"{sb.metadata_url}{instance_id}/latest/"
+    token_request = urllib.request.Request(
+        base + "api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+    )
+    token = urllib.request.urlopen(token_request, timeout=2).read().decode()
+
+    def get(path: str) -> str:
+        request = urllib.request.Request(base + path, headers={"X-aws-ec2-metadata-token": token})
+        return str(urllib.request.urlopen(request, timeout=2).read().decode())
+
+    assert get("meta-data/instance-id") == instance_id
+    assert get("meta-data/instance-life-cycle") == "spot"
+    assert get("meta-data/tags/instance/Name") == "worker-1"
+    assert get("meta-data/placement/region") == "us-east-1"
+    assert get("meta-data/local-ipv4") == get("meta-data/public-ipv4")
+    assert get("user-data") == "#!/bin/sh\nsleep 60\n"
+    assert '"instanceId": "' + instance_id in get("dynamic/instance-identity/document")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get("meta-data/spot/instance-action")
+    assert missing.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as unauthorized:
+        urllib.request.urlopen(base + "meta-data/instance-id", timeout=2)
+    assert unauthorized.value.code == 401
+
+
+def test_fault_with_match_fails_spot_only(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    fault = sb.inject_fault(
+        action="ec2:RunInstances",
+        code="InsufficientInstanceCapacity",
+        message="no spot capacity",
+        match={"InstanceMarketOptions.MarketType": "spot"},
+    )
+    with pytest.raises(ClientError) as failed:
+        run(ec2, InstanceMarketOptions={"MarketType": "spot"})
+    assert failed.value.response["Error"] == {
+        "Code": "InsufficientInstanceCapacity",
+        "Message": "no spot capacity",
+    }
+    assert fault.remaining == 0
+    assert run(ec2)  # on-demand is unaffected
+    assert run(ec2, InstanceMarketOptions={"MarketType": "spot"})  # the fault was used up
+    assert sb.calls()["ec2:RunInstances"] == 3
+
+
+def test_fault_on_json_protocol(sb: Sandbox) -> None:
+    sb.inject_fault("ssm:GetParameter", "ParameterNotFound", times=2)
+    ssm = boto3.client("ssm")
+    for _ in range(2):
+        with pytest.raises(ssm.exceptions.ParameterNotFound):
+            ssm.get_parameter(Name="/x")
+
+
+def test_calls_are_counted(sb: Sandbox) -> None:
+    ec2, iam = boto3.client("ec2"), boto3.client("iam")
+    ec2.describe_instances()
+    sb.reset_calls()
+    ec2.describe_instances()
+    ec2.describe_instances()
+    iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")
+    boto3.client("ssm").put_parameter(Name="/p", Value="v", Type="String")
+    boto3.client("s3").create_bucket(Bucket="sandbox-bucket")
+    assert sb.calls() == {
+        "ec2:DescribeInstances": 2,
+        "iam:CreateRole": 1,
+        "ssm:PutParameter": 1,
+        "s3:CreateBucket": 1,
+    }
+
+
+def test_resources_list_leftovers_until_cleaned_up(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    assert not sb.resources()
+    group = ec2.create_security_group(GroupName="dask", Description="dask")["GroupId"]
+    (instance_id,) = run(ec2, SecurityGroupIds=[group])
+    left = sb.resources()
+    assert left["security_groups"] == [group]
+    assert left["instances"] == [instance_id]
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    ec2.delete_security_group(GroupId=group)
+    assert sb.resources() == {}
+
+
+def test_default_ami_lookup(sb: Sandbox) -> None:
+    name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    ami = boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    ec2 = boto3.client("ec2")
+    assert ec2.describe_images(ImageIds=[ami])["Images"][0]["ImageId"] == ami
+    reply = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+    assert reply["Instances"][0]["ImageId"] == ami
+
+
+def test_describe_instance_types(sb: Sandbox) -> None:
+    types = boto3.client("ec2").describe_instance_types(InstanceTypes=["m5.large"])["InstanceTypes"]
+    assert types[0]["VCpuInfo"]["DefaultVCpus"] == 2
+    assert types[0]["MemoryInfo"]["SizeInMiB"] == 8192
+
+
+def test_stop_leaves_no_process() -> None:
+    sb = sandbox.start()
+    assert sandbox.start() is sb and sandbox.current() is sb
+    ec2 = boto3.client("ec2")
+    run(ec2, "#!/bin/bash\nsleep 300 &\npython3 -c 'import time; time.sleep(300)'\n", count=2)
+    groups = set(wait_for(lambda: len(sb.processes()) == 2 and sb.processes()).values())
+    sandbox.stop()
+    assert sandbox.current() is None
+    assert not live_groups(groups)
+    with pytest.raises(RuntimeError):
+        sb.processes()
+
+
+def test_instance_processes_die_with_the_test_process(tmp_path: Any) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, time, boto3\n"
+        "from dask_aws_magic.sandbox import Sandbox\n"
+        f"sb = Sandbox(workdir={str(tmp_path / 'instances')!r}).start()\n"
+        f"ami = boto3.client('ssm').get_parameter(Name={AMI_PARAMETER!r})['Parameter']['Value']\n"
+        "boto3.client('ec2').run_instances(ImageId=ami, MinCount=1, MaxCount=1,\n"
+        "    UserData='#!/bin/bash\\nsleep 300 &\\nsetsid sleep 301 &\\nsleep 302\\n')\n"
+        "while not sb.processes(): time.sleep(0.01)\n"
+        "time.sleep(0.3)\n"
+        "print(*sb.processes().values(), flush=True)\n"
+        "os._exit(0)  # no clean-up: the children must go by themselves\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=30, env=env)
+    pgid = int(done.stdout.split()[0])
+    wait_for(lambda: not live_groups({pgid}) and not _sleepers(), timeout=3)
+
+
+def _sleepers() -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cmdline.startswith(("sleep 300 ", "sleep 301 ", "sleep 302 ")):
+            found.append(cmdline)
+    return found
