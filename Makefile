@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/python scripts/run_notebook.py examples/quickstart.ipynb
 
+demo-aws: install
+	$(BIN)/python scripts/run_notebook.py examples/ec2-sandbox.ipynb
+
 lint: install
 	$(BIN)/ruff check dask_aws_magic tests benchmarks scripts
 
@@ -25,6 +28,8 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_local_up.py
+	$(BIN)/python benchmarks/bench_ec2_ready.py
+	$(BIN)/python benchmarks/bench_ec2_calls.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -66,3 +66,18 @@ def test_cluster_survives_kernel_restart(home):
         assert "connected" in run("%dask_cluster attach keeper")
         assert run("client.submit(lambda: 6 * 7).result()") == "42"
         assert "keeper: stopped 2 process(es)" in run("%dask_cluster down keeper")
+
+
+@pytest.mark.sandbox
+def test_ec2_sandbox_notebook_runs(home):
+    notebook = nbformat.read(ROOT / "examples" / "ec2-sandbox.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3").execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "AWS sandbox running" in outputs(code[0])
+    assert "Estimated cost" in outputs(code[1]) and "security-group" in outputs(code[1])
+    assert "ready" in outputs(code[2]) and "tls://127." in outputs(code[2])
+    assert outputs(code[3]) == "3"
+    assert outputs(code[4]).count("127.") == 2  # two workers, each on its own emulated instance
+    assert "ec2-small" in outputs(code[5]) and "running" in outputs(code[5])
+    assert "terminated 3 instance(s)" in outputs(code[6]) and "deleted security group" in outputs(code[6])
+    assert "sandbox stopped" in outputs(code[6])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -32,7 +34,7 @@ def test_up_injects_client_then_down(shell, capsys):
     magic(shell, "up -w 1")
     client = shell.user_ns["client"]
     assert client.submit(sum, [1, 2]).result() == 3
-    result = shell.run_cell("from distributed import Client\nClient().submit(lambda: 7).result()")
+    result = shell.run_cell("from distributed import Client\nwith Client() as c:\n    seven = c.submit(lambda: 7).result()\nseven")
     assert result.result == 7  # scheduler-address is set in the kernel
     out = capsys.readouterr().out
     assert "ready" in out and "Dashboard: http://127.0.0.1:" in out
@@ -60,8 +62,9 @@ def test_plan_profiles_and_set(shell, capsys):
     magic(shell, "plan --set worker.count=3 --set worker.nthreads=2")
     magic(shell, "profiles")
     out = capsys.readouterr().out
-    assert "3      process  worker" in out and "2 thread(s)" in out
-    assert "local  local    built-in" in out
+    assert re.search(r"^3\s+process\s+worker", out, re.M) and "2 thread(s)" in out
+    assert re.search(r"^local\s+local\s+built-in", out, re.M)
+    assert re.search(r"^ec2-small\s+ec2\s+built-in", out, re.M)
 
 
 def test_attach_and_scale_from_magic(shell, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import random
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -21,7 +22,10 @@ class LoopbackAllocator:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counter: Iterator[int] = itertools.count(_FIRST)
+        # Start in a random 127.X.0.0/16 so that two processes running sandboxes at once
+        # (a test run beside a demo) rarely hand out the same address.
+        start = _FIRST + random.randrange(0, 250) * 65536
+        self._counter: Iterator[int] = itertools.count(start)
 
     def next(self) -> str:
         with self._lock:

@@ -1,0 +1,68 @@
+"""AWS API calls per `up` on EC2, by number of workers N, counted by the sandbox's server.
+
+Two counts:
+  launch   plan + launch + one status poll + down, with a boot delay so long that nothing boots:
+           every AWS call the cluster's size could influence, for N = 1, 10, 100;
+  full up  a real `up` to a ready client (waiting for the scheduler only) and `down`, N = 1, 10.
+Target: the same counts whatever N.
+Run: python benchmarks/bench_ec2_calls.py
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import dask_aws_magic as dam
+from dask_aws_magic import registry
+from dask_aws_magic.backends import get_backend
+from dask_aws_magic.naming import new_cluster_id
+from dask_aws_magic.profiles import load
+from dask_aws_magic.registry import ClusterRecord
+from dask_aws_magic.sandbox import Sandbox
+
+
+def launch_only(sb: Sandbox, workers: int) -> int:
+    sb.reset_calls()
+    profile = load("bench", [f"worker.count={workers}"])
+    backend = get_backend("ec2")
+    plan = backend.plan(profile, "bench")
+    record = ClusterRecord(name="bench", cluster_id=new_cluster_id(), backend="ec2", profile="bench")
+    backend.launch(plan, record, lambda: registry.write(record))
+    seen = backend.poll(record)
+    assert seen.total == workers + 1, seen
+    backend.terminate(record)
+    registry.remove("bench")
+    return sum(sb.calls().values())
+
+
+def full_up(sb: Sandbox, workers: int) -> tuple[int, dict[str, int]]:
+    sb.reset_calls()
+    handle = dam.up("bench", workers=workers, wait_workers=0, progress=False)
+    handle.down()
+    calls = sb.calls()
+    return sum(calls.values()), dict(sorted(calls.items()))
+
+
+def main() -> None:
+    home = tempfile.mkdtemp(prefix="dam-bench-")
+    os.environ["DASK_AWS_MAGIC_HOME"] = home
+    os.makedirs(f"{home}/profiles")
+    with open(f"{home}/profiles/bench.yaml", "w") as out:
+        out.write("backend: ec2\nregion: us-east-1\nscheduler: {type: t3.medium}\nworker: {type: m6i.large}\n")
+    with Sandbox(boot_delay=3600) as sb:
+        counts = {n: launch_only(sb, n) for n in (1, 10, 100)}
+        assert not sb.resources()
+    print("launch (plan + launch + poll + down), calls by N:",
+          ", ".join(f"N={n}: {c}" for n, c in counts.items()))
+    with Sandbox(boot_delay=0) as sb:
+        for n in (1, 10):
+            total, calls = full_up(sb, n)
+            print(f"full up + down, N={n}: {total} calls {calls}")
+        assert not sb.resources()
+    base = counts[1]
+    print("ratio N=100 / N=1:", f"{counts[100] / base:.2f}", "(target 1.00)")
+
+
+if __name__ == "__main__":
+    main()
