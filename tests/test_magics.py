@@ -34,7 +34,8 @@ def test_up_injects_client_then_down(shell, capsys):
     magic(shell, "up -w 1")
     client = shell.user_ns["client"]
     assert client.submit(sum, [1, 2]).result() == 3
-    result = shell.run_cell("from distributed import Client\nwith Client() as c:\n    seven = c.submit(lambda: 7).result()\nseven")
+    result = shell.run_cell(
+        "from distributed import Client\nwith Client() as c:\n    seven = c.submit(lambda: 7).result()\nseven")
     assert result.result == 7  # scheduler-address is set in the kernel
     out = capsys.readouterr().out
     assert "ready" in out and "Dashboard: http://127.0.0.1:" in out
