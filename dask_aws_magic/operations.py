@@ -190,12 +190,13 @@ def up(
     wait_workers = min(wait_workers, the_plan.workers)
     record = ClusterRecord(
         name=cluster_name, cluster_id=new_cluster_id(), backend=backend.name, profile=resolved.name,
-        settings={"profile": resolved.data}, workers=the_plan.workers,
+        settings={"profile": resolved.data, "cost": _cost(the_plan)}, workers=the_plan.workers,
     )
     _reserve(record)
     deadline = time.monotonic() + timeout
     try:
-        emit(Event("launch", f"launching {the_plan.workers} worker(s) and a scheduler"))
+        price = f" (about ${the_plan.hourly_cost:.2f}/hour)" if the_plan.hourly_cost else ""
+        emit(Event("launch", f"launching {the_plan.workers} worker(s) and a scheduler{price}"))
         backend.launch(the_plan, record, lambda: registry.write(record))
         _wait_for_scheduler(backend, record, deadline, emit)
         handle = ClusterHandle(record)
@@ -209,6 +210,13 @@ def up(
     registry.write(record)
     emit(Event("ready", f"cluster {cluster_name} ready at {record.scheduler_address}"))
     return handle
+
+
+def _cost(the_plan: Plan) -> dict[str, float]:
+    """Hourly cost split into what scales with the workers and what does not."""
+    per_worker = sum(r.hourly_cost for r in the_plan.resources if r.role == "worker")
+    per_worker = per_worker / the_plan.workers if the_plan.workers else 0.0
+    return {"base": the_plan.hourly_cost - per_worker * the_plan.workers, "per_worker": per_worker}
 
 
 def _wait_for_scheduler(backend: Any, record: ClusterRecord, deadline: float, emit: EventSink) -> None:
@@ -402,6 +410,7 @@ def status(name: str) -> dict[str, Any]:
         "status": record.status, "scheduler_address": record.scheduler_address,
         "dashboard_link": record.dashboard_link, "uptime": time.time() - record.created_at,
         "adaptive": record.settings.get("adaptive"), "planned_workers": record.workers,
+        "cost": record.hourly_cost,
     }
     alive = get_backend(record.backend).alive(record)
     if not alive or not record.scheduler_address or not _answers(record.scheduler_address):

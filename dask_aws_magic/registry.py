@@ -54,6 +54,12 @@ class ClusterRecord:
     def live(self) -> bool:
         return self.status in LIVE
 
+    @property
+    def hourly_cost(self) -> float:
+        """Estimated USD per hour at the current number of workers (on-demand prices)."""
+        cost = self.settings.get("cost", {})
+        return cost.get("base", 0.0) + cost.get("per_worker", 0.0) * self.workers
+
 
 def _path(name: str) -> Path:
     return paths.clusters_dir() / f"{name}.json"

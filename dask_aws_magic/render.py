@@ -36,10 +36,10 @@ def clusters(records: Sequence[ClusterRecord]) -> str:
     now = time.time()
     rows = [
         (r.name, r.backend, r.status, r.workers, r.scheduler_address or "-", r.dashboard_link or "-",
-         age(now - r.created_at), r.note)
+         age(now - r.created_at), f"${r.hourly_cost:.2f}" if r.hourly_cost else "-", r.note)
         for r in records
     ]
-    return table(("NAME", "BACKEND", "STATUS", "WORKERS", "SCHEDULER", "DASHBOARD", "AGE", "NOTE"), rows)
+    return table(("NAME", "BACKEND", "STATUS", "WORKERS", "SCHEDULER", "DASHBOARD", "AGE", "$/HOUR", "NOTE"), rows)
 
 
 def plan(p: Plan) -> str:
@@ -58,7 +58,7 @@ def plan(p: Plan) -> str:
 
 def status(info: dict[str, Any]) -> str:
     keys = ("name", "backend", "profile", "status", "scheduler_address", "dashboard_link", "workers",
-            "threads", "memory", "tasks", "adaptive", "uptime")
+            "threads", "memory", "tasks", "adaptive", "uptime", "cost")
     lines = []
     for key in keys:
         if key not in info:
@@ -68,6 +68,10 @@ def status(info: dict[str, Any]) -> str:
             value = memory(value)
         elif key == "uptime":
             value = age(value)
+        elif key == "cost":
+            if not value:
+                continue
+            value = f"about ${value:.2f}/hour, ${value * info['uptime'] / 3600:.2f} so far (on-demand prices)"
         lines.append(f"{key.replace('_', ' '):>18}: {value}")
     return "\n".join(lines)
 

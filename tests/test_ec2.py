@@ -97,6 +97,8 @@ def test_up_compute_list_scale_logs_down(sb):
         Client(handle.scheduler_address.replace("tls://", "tcp://"), timeout=3)
 
     assert [c.name for c in dam.list_clusters()] == ["ec2-test"]
+    status = dam.status("ec2-test")
+    assert status["workers"] == 2 and status["cost"] == pytest.approx(0.0416 + 2 * 0.096)
     dam.scale("ec2-test", 3)
     handle.client.wait_for_workers(3, timeout=60)
     assert len(instances(cluster_id)) == 4
@@ -186,6 +188,7 @@ def test_throttling_is_retried(sb):
 @pytest.mark.parametrize(("code", "expected"), [
     ("UnauthorizedOperation", "lacks a permission"),
     ("AuthFailure", "credentials were rejected"),
+    ("InstanceLimitExceeded", "instance limit is reached"),
 ])
 def test_aws_refusals_explained_and_cleaned(sb, code, expected):
     sb.inject_fault("ec2:RunInstances", code, message="You are not authorized", times=None)
@@ -218,6 +221,14 @@ def test_failed_boot_fails_fast_with_console_output(sb):
                                       "software.env": {"PIP_NO_INDEX": "1"}}, progress=False)
     assert time.monotonic() - started < 60
     assert "console output" in str(info.value) and "torn down" in str(info.value)
+
+
+def test_user_data_that_never_starts_a_scheduler_times_out_cleanly(sb):
+    # With no usable PATH the script can neither run Python nor power off: the instance stays
+    # up doing nothing, as a broken image would, until `up` gives up and removes it.
+    with pytest.raises(WaitTimeout, match="did not become ready within 4 s.*torn down") as info:
+        dam.up("ec2-test", overrides={"software.env": {"PATH": "/nonexistent"}}, timeout=4, progress=False)
+    assert "instances 3/3 running" in str(info.value)
 
 
 def test_instance_terminated_mid_boot(sb):

@@ -41,6 +41,7 @@ def test_notebook_flow_in_the_sandbox(shell, capsys):
     out = capsys.readouterr().out
     assert "Estimated cost" in out and "spot" in out and "ready" in out
 
+    client.close()  # the terminal below stops the cluster under it
     # A terminal on the same machine sees and stops the cluster through AWS alone.
     listing = cli("list")
     assert "ec2-small" in listing.stdout and "running" in listing.stdout, listing.stderr
