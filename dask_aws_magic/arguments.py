@@ -20,24 +20,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageProblem(message or "")
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int, too_small: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} workers is too few; give a whole number >= 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(too_small.format(value=value))
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "{value} workers is too few; give a whole number >= 1")
 
 
 def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; give a whole number >= 0")
-    return value
+    return _whole_number(text, 0, "{value} is negative; give a whole number >= 0")
 
 
 def seconds(text: str) -> float:
