@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .registry import ClusterRecord
 
 INTERVAL = 1.0
+ADAPTOR_CLIENT = "dask-aws-magic-adaptor"
 # Scale down only after the target has stayed lower for this many checks (avoids flapping).
 DOWN_AFTER = 3
 
@@ -26,7 +27,8 @@ DOWN_AFTER = 3
 def spawn_adaptor(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
     """Start the adaptor process for ``record``; return its process info for the record."""
     from . import paths
-    from .backends.local import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_HOME, TAG_ROLE, _create_time, run_dir
+    from .backends.local import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_HOME, TAG_ROLE, run_dir
+    from .processes import create_time
 
     env = dict(os.environ)
     env.update({TAG_CLUSTER: record.name, TAG_CLUSTER_ID: record.cluster_id, TAG_ROLE: "adaptor",
@@ -39,7 +41,7 @@ def spawn_adaptor(record: ClusterRecord, minimum: int, maximum: int) -> dict[str
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )
-    return {"pid": proc.pid, "started": _create_time(proc.pid)}
+    return {"pid": proc.pid, "started": create_time(proc.pid)}
 
 
 def target(current: int, wanted: int, minimum: int, maximum: int, lower_streak: int) -> tuple[int, int]:
@@ -52,23 +54,35 @@ def target(current: int, wanted: int, minimum: int, maximum: int, lower_streak: 
 
 
 def run(name: str, minimum: int, maximum: int) -> None:
-    """Adapt ``name`` until the cluster is gone."""
+    """Adapt ``name`` until the cluster is gone; errors are logged and the next check retries."""
+    import math
+
+    from distributed import Client
+
     from . import operations, registry
+    from .backends import get_backend
+    from .errors import DaskAwsMagicError
 
     record = registry.read(name)
-    client = operations._client_for(record)
+    # Named so that the scheduler's idle check does not count this client as a user.
+    client = Client(record.scheduler_address, security=get_backend(record.backend).security(record),
+                    timeout=30, set_as_default=False, name=ADAPTOR_CLIENT)
+    per_worker = max(1, int(record.settings.get("nprocs", 1)))  # worker processes per instance
     streak = 0
     print(f"adapting {name} between {minimum} and {maximum} workers", flush=True)
     while True:
         record = registry.get(name)
         if record is None or not record.live:
             break
-        wanted = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.adaptive_target())
-        current = len(record.resources.get("workers", {}))
-        goal, streak = target(current, wanted, minimum, maximum, streak)
-        if goal != current:
-            print(f"scaling {name} from {current} to {goal} workers (load wants {wanted})", flush=True)
-            operations.scale(name, goal, stop_adaptive=False)
+        try:
+            wanted = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.adaptive_target())
+            current = len(record.resources.get("workers", {}))
+            goal, streak = target(current, math.ceil(wanted / per_worker), minimum, maximum, streak)
+            if goal != current:
+                print(f"scaling {name} from {current} to {goal} workers (load wants {wanted})", flush=True)
+                operations.scale(name, goal, stop_adaptive=False)
+        except (DaskAwsMagicError, OSError, TimeoutError) as exc:
+            print(f"adapting {name} failed this time: {exc}", flush=True)
         time.sleep(INTERVAL)
     client.close()
 

@@ -10,6 +10,7 @@ itself. No AWS credential is ever written here: instances get AWS access from
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,7 @@ EC2_USER_DATA_LIMIT = 16 * 1024
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
 HOME = "/opt/dask-aws-magic"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass
@@ -56,38 +58,46 @@ def _heredoc(path: str, text: str, tag: str) -> str:
     return f"cat > {path} <<'{tag}'\n{text.rstrip()}\n{tag}\n"
 
 
-def _software(spec: NodeSpec) -> str:
+def _software(spec: NodeSpec, exported: list[str]) -> str:
     sw = spec.software
     if sw.image:
         image = shlex.quote(sw.image)
+        passed = "".join(f" -e {name}" for name in exported)  # docker run does not inherit the script's env
         return (
             "if ! command -v docker >/dev/null; then (dnf install -y -q docker || apt-get install -y -q docker.io)"
             " || stop 'installing docker failed'; fi\n"
             "systemctl start docker 2>/dev/null || true\n"
-            f"docker pull -q {image} || stop 'pulling {image} failed'\n"
-            f'RUN="docker run --rm --network host -v {HOME}:{HOME} {image}"\nPY=python\n'
+            f"docker pull -q {image} || stop 'pulling the image failed'\n"
+            f'RUN="docker run --rm --network host{passed} -v {HOME}:{HOME} {image}"\nPY=python\n'
         )
-    check = (f"import sys, dask, distributed; sys.exit(not (sys.version.startswith('{sw.python}.') "
-             f"and dask.__version__ == '{sw.dask}' and distributed.__version__ == '{sw.distributed}'))")
+    # The wanted versions reach Python through the environment, never pasted into its source.
+    check = ("import os, sys, dask, distributed; e = os.environ; sys.exit(not ("
+             "sys.version.startswith(e['WANT_PYTHON'] + '.') and dask.__version__ == e['WANT_DASK'] "
+             "and distributed.__version__ == e['WANT_DISTRIBUTED']))")
     packages = " ".join(shlex.quote(p) for p in [f"dask=={sw.dask}", f"distributed=={sw.distributed}", *sw.pip])
-    extras = " ".join(shlex.quote(p) for p in sw.pip)
     lines = [
+        f"export WANT_PYTHON={shlex.quote(sw.python)} WANT_DASK={shlex.quote(sw.dask)} "
+        f"WANT_DISTRIBUTED={shlex.quote(sw.distributed)}",
         f'want() {{ "$1" -c "{check}" 2>/dev/null; }}',
         'RUN=""',
-        "if want python3; then PY=python3",
+        "if want python3; then",
+        "  PY=python3",
+    ]
+    if sw.pip:
+        extras = " ".join(shlex.quote(p) for p in sw.pip)
+        lines.append(f'  $PY -m pip install -q {extras} || stop "installing extra packages failed"')
+    lines += [
         f"elif want {HOME}/env/bin/python; then PY={HOME}/env/bin/python",
         "else",
-        f"  echo 'dask-aws-magic: installing Python {sw.python}, dask {sw.dask}'",
+        '  echo "dask-aws-magic: installing Python $WANT_PYTHON, dask $WANT_DASK"',
         "  (command -v dnf >/dev/null && dnf install -y -q python3-pip) || (apt-get update -q && "
         "apt-get install -y -q python3-pip) || true",
         "  python3 -m pip install -q uv || stop 'installing uv failed'",
-        f"  python3 -m uv venv -q -p {sw.python} {HOME}/env || stop 'creating the Python {sw.python} env failed'",
+        f'  python3 -m uv venv -q -p "$WANT_PYTHON" {HOME}/env || stop "creating the Python env failed"',
         f"  python3 -m uv pip install -q -p {HOME}/env/bin/python {packages} || stop 'installing dask failed'",
         f"  PY={HOME}/env/bin/python",
         "fi",
     ]
-    if extras:
-        lines.append(f'$PY -m pip install -q {extras} || stop "installing extra packages failed"')
     return "\n".join(lines) + "\n"
 
 
@@ -130,17 +140,22 @@ def user_data(spec: NodeSpec) -> str:
         parts.append(f"(sleep {spec.max_lifetime:.0f}; echo 'dask-aws-magic: max_lifetime reached'; "
                      "shutdown -h now) &")
     parts += [f"umask 077; mkdir -p {HOME}/work; cd {HOME}"]
+    exported = []
     for key, value in spec.software.env.items():
+        if not ENV_NAME.match(key):
+            raise ValueError(f"not an environment variable name: {key!r}")
         parts.append(f"export {key}={shlex.quote(value)}")
+        exported.append(key)
     script = "\n".join(parts) + "\n"
     if spec.tls is not None:
         script += _heredoc(f"{HOME}/cluster.pem", spec.tls.cert, "PEM")
         script += _heredoc(f"{HOME}/cluster.key", spec.tls.key, "KEY")
         script += "export DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True\n"
+        exported.append("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION")
     if spec.role == "scheduler" and spec.idle_timeout:
         preload = resources.files("dask_aws_magic").joinpath("idle_preload.py").read_text()
         script += _heredoc(f"{HOME}/idle_preload.py", preload, "PRELOAD")
-    script += _software(spec)
+    script += _software(spec, exported)
     script += f'echo "dask-aws-magic: starting the {spec.role} on $IP"\n'
     script += _dask_command(spec) + "\n"
     script += 'stop "dask exited with status $?"\n'

@@ -39,8 +39,9 @@ def run(args) -> str:
 
     command = args.command
     if command == "list":
-        text = render.clusters(operations.list_clusters())
-        return "\n".join([text, *(f"warning: {p}" for p in operations.registry_problems())])
+        problems: list[str] = []
+        text = render.clusters(operations.list_clusters(problems))
+        return "\n".join([text, *(f"warning: {p}" for p in problems)])
     if command == "status":
         if not args.name:
             return render.clusters(operations.list_clusters())

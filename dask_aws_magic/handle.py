@@ -45,8 +45,16 @@ class ClusterHandle:
 
         if self._client is None or self._client.status in ("closed", "closing"):
             security = get_backend(self.record.backend).security(self.record)
-            self._client = Client(self.scheduler_address, security=security, timeout=timeout,
-                                  set_as_default=True)
+            try:
+                self._client = Client(self.scheduler_address, security=security, timeout=timeout,
+                                      set_as_default=True)
+            except (OSError, TimeoutError) as exc:
+                from .errors import ClusterDead
+
+                raise ClusterDead(
+                    f"Could not connect to the scheduler of {self.name!r} at {self.scheduler_address} "
+                    f"({exc}). Check it with `%dask_cluster status {self.name}`."
+                ) from None
         dask.config.set({"scheduler-address": self.scheduler_address})
         return self._client
 

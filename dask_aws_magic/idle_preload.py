@@ -17,6 +17,7 @@ import click
 
 logger = logging.getLogger("dask_aws_magic.idle")
 CHECK_EVERY = 5.0
+ADAPTOR_CLIENT = "dask-aws-magic-adaptor"  # the name adaptive.py gives its client
 
 
 def busy(scheduler) -> bool:
@@ -25,7 +26,8 @@ def busy(scheduler) -> bool:
         return True
     if any(ws.processing for ws in scheduler.workers.values()):
         return True
-    return any(name != "fire-and-forget" for name in scheduler.clients)
+    # Neither the scheduler's own client nor dask-aws-magic's adaptor is a user.
+    return any(name != "fire-and-forget" and ADAPTOR_CLIENT not in name for name in scheduler.clients)
 
 
 @click.command()

@@ -53,6 +53,7 @@ class DaskClusterMagics(Magics, Configurable):
         from . import operations
         from .progress import ProgressReporter
 
+        self._client_var(args.client_var)
         profile = args.profile or ("cell" if cell is not None else self.default_profile)
         name = args.name or (None if cell is None else profile)
         reporter = ProgressReporter(f"up {name or profile}") if self.progress else None
@@ -72,10 +73,14 @@ class DaskClusterMagics(Magics, Configurable):
 
         self._inject(operations.attach(args.name), args.client_var)
 
-    def _inject(self, handle: Any, client_var: str | None) -> None:
+    def _client_var(self, client_var: str | None) -> str:
         var = client_var or self.client_var
         if not var.isidentifier():
             raise UsageError(f"--client-var {var!r} is not a Python variable name.")
+        return var
+
+    def _inject(self, handle: Any, client_var: str | None) -> None:
+        var = self._client_var(client_var)
         self.handles[handle.name] = handle
         self.shell.push({var: handle.client})
         self._show_link(handle.dashboard_link, f"Cluster {handle.name!r} ready; `{var}` is connected.")
@@ -107,9 +112,9 @@ class DaskClusterMagics(Magics, Configurable):
     def _list(self, args: Any, cell: str | None) -> None:
         from . import operations, render
 
-        records = operations.list_clusters()
-        print(render.clusters(records))
-        for problem in operations.registry_problems():
+        problems: list[str] = []
+        print(render.clusters(operations.list_clusters(problems)))
+        for problem in problems:
             print(f"warning: {problem}")
 
     def _pick(self, name: str | None) -> str:

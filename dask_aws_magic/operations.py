@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -78,13 +78,18 @@ def profiles() -> list[dict[str, str]]:
 
 
 # -- finding clusters ---------------------------------------------------------------------------
-def _discover_all() -> list[Discovered]:
-    """Clusters found from each backend's own source of truth (processes, AWS tags)."""
-    found = get_backend("local").discover()
+def _discover_all(problems: list[str] | None = None) -> list[Discovered]:
+    """Clusters found from each backend's own source of truth (processes, AWS tags). A backend that
+    cannot be asked (AWS misconfigured, say) is reported in ``problems`` and skipped."""
     from .backends.base import aws_backends_to_scan
 
+    found = get_backend("local").discover()
     for backend in aws_backends_to_scan():
-        found += backend.discover()
+        try:
+            found += backend.discover()
+        except DaskAwsMagicError as exc:
+            if problems is not None:
+                problems.append(f"could not list {backend.name} clusters: {exc}")
     return found
 
 
@@ -104,8 +109,10 @@ def _find(name: str) -> ClusterRecord:
     for found in _discover_all():
         if found.name == name:
             recovered = _from_discovered(found)
-            registry.write(recovered)
-            return recovered
+            with registry.locked():
+                if registry.get(name) is None:
+                    registry.write(recovered)
+            return registry.get(name) or recovered
     known = ", ".join(sorted({r.name for r in list_clusters()})) or "none"
     raise ClusterNotFound(
         f"There is no cluster named {name!r} (clusters: {known}). "
@@ -113,11 +120,32 @@ def _find(name: str) -> ClusterRecord:
     )
 
 
-def list_clusters() -> list[ClusterRecord]:
-    """Every cluster, from the registry reconciled with what the backends really run."""
-    records, _problems = registry.scan()
+def _still_starting(record: ClusterRecord) -> bool:
+    """True while an ``up`` may still be launching ``record`` (its backend cannot see it yet)."""
+    timeout = record.settings.get("timeout", DEFAULT_TIMEOUT.get(record.backend, 600.0))
+    return record.status == "starting" and time.time() < record.created_at + timeout + 60
+
+
+def _alive(record: ClusterRecord, problems: list[str] | None = None) -> bool | None:
+    """Whether the backend still runs ``record``; None when it cannot tell (reported in ``problems``)."""
+    try:
+        return get_backend(record.backend).alive(record)
+    except DaskAwsMagicError as exc:
+        if problems is not None:
+            problems.append(f"could not check {record.name}: {exc}")
+        return None
+
+
+def list_clusters(problems: list[str] | None = None) -> list[ClusterRecord]:
+    """Every cluster, from the registry reconciled with what the backends really run.
+
+    Corrupt records and backends that could not be asked are appended to ``problems``.
+    """
+    records, corrupt = registry.scan()
+    if problems is not None:
+        problems += corrupt
     by_id = {r.cluster_id: r for r in records}
-    for found in _discover_all():
+    for found in _discover_all(problems):
         if found.cluster_id not in by_id:
             recovered = _from_discovered(found)
             with registry.locked():
@@ -125,16 +153,19 @@ def list_clusters() -> list[ClusterRecord]:
                     registry.write(recovered)
             by_id[found.cluster_id] = recovered
     for record in by_id.values():
-        if record.live and not get_backend(record.backend).alive(record):
+        if record.live and not _still_starting(record) and _alive(record, problems) is False:
             record.status = "dead"
-            with contextlib.suppress(ClusterNotFound):
-                registry.update(record.name, lambda r: setattr(r, "status", "dead"))
+            _mark_dead(record)
     return sorted(by_id.values(), key=lambda r: r.created_at)
 
 
-def registry_problems() -> list[str]:
-    """Corrupt record files that listing skipped."""
-    return registry.scan()[1]
+def _mark_dead(record: ClusterRecord) -> None:
+    def change(stored: ClusterRecord) -> None:
+        if stored.cluster_id == record.cluster_id:
+            stored.status = "dead"
+
+    with contextlib.suppress(ClusterNotFound):
+        registry.update(record.name, change)
 
 
 # -- up -------------------------------------------------------------------------------------------
@@ -142,7 +173,7 @@ def _reserve(record: ClusterRecord) -> None:
     """Write ``record`` unless a live cluster already has its name."""
     with registry.locked():
         existing = registry.get(record.name)
-        if existing is not None and existing.live and get_backend(existing.backend).alive(existing):
+        if existing is not None and (_still_starting(existing) or _alive(existing) is not False):
             raise ClusterExists(
                 f"A cluster named {record.name!r} is already running ({existing.backend}, started from "
                 f"profile {existing.profile!r}). Use it with `%dask_cluster attach {record.name}` "
@@ -190,7 +221,8 @@ def up(
     wait_workers = min(wait_workers, the_plan.workers)
     record = ClusterRecord(
         name=cluster_name, cluster_id=new_cluster_id(), backend=backend.name, profile=resolved.name,
-        settings={"profile": resolved.data, "cost": _cost(the_plan)}, workers=the_plan.workers,
+        settings={"profile": resolved.data, "cost": _cost(the_plan), "timeout": timeout},
+        workers=the_plan.workers,
     )
     _reserve(record)
     deadline = time.monotonic() + timeout
@@ -269,8 +301,18 @@ def _fail(
                   f"`%dask_cluster logs {record.name}` and remove it with `%dask_cluster down {record.name}`.")
     else:
         emit(Event("teardown", f"tearing down {record.name}"))
-        removed = backend.terminate(record)
-        registry.remove(record.name)
+        try:
+            removed = backend.terminate(record)
+        except BaseException as teardown:  # a second Ctrl-C, or AWS refusing: keep the trail
+            record.status = "failed"
+            record.note = f"teardown incomplete: {teardown!r}"
+            registry.write(record)
+            raise LaunchError(
+                f"Starting {record.name!r} failed ({type(exc).__name__}: {exc}) and tearing it down did not "
+                f"finish ({type(teardown).__name__}: {teardown}). Run `%dask_cluster down {record.name}` "
+                "to remove what is left."
+            ) from None
+        registry.remove(record.name, record.cluster_id)
         action = f"Everything started was torn down ({'; '.join(removed) or 'nothing had started'})."
     if isinstance(exc, KeyboardInterrupt):
         raise Interrupted(f"Interrupted while starting {record.name!r}. {action}") from None
@@ -285,25 +327,33 @@ def _fail(
 
 
 # -- everything else ----------------------------------------------------------------------------
-def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
-    """A connected handle to the running cluster ``name``."""
+def _answering(name: str) -> ClusterRecord:
+    """The record of ``name`` if its scheduler answers; otherwise mark it dead and say what to do."""
     record = _find(check_name(name))
-    backend = get_backend(record.backend)
-    if not backend.alive(record) or not record.scheduler_address or not _answers(record.scheduler_address):
-        registry.update(record.name, lambda r: setattr(r, "status", "dead"))
+    alive = _alive(record)
+    if alive is False or not record.scheduler_address or not _answers(record.scheduler_address):
+        _mark_dead(record)
         raise ClusterDead(
             f"The cluster {name!r} is registered but its scheduler no longer answers "
             f"({record.scheduler_address or 'no address'}); it has been marked dead. "
             f"See why with `%dask_cluster logs {name}`, clean up with `%dask_cluster down {name}`, "
             "then start a new one with `%dask_cluster up`."
         )
-    handle = ClusterHandle(record)
+    return record
+
+
+def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
+    """A connected handle to the running cluster ``name``."""
+    handle = ClusterHandle(_answering(name))
     handle.connect(timeout=timeout)
     return handle
 
 
 def down(names: Iterable[str] = (), *, all: bool = False) -> list[str]:
-    """Stop clusters and remove everything they created; one line per cluster."""
+    """Stop clusters and remove everything they created; one line per cluster.
+
+    Every cluster is tried; failures are reported together at the end.
+    """
     if all:
         targets = list_clusters()
     else:
@@ -311,38 +361,56 @@ def down(names: Iterable[str] = (), *, all: bool = False) -> list[str]:
         if not names:
             raise ClusterNotFound("Name the cluster(s) to stop, e.g. `down local`, or pass `--all`.")
         targets = [_find(check_name(n)) for n in names]
-    lines = []
+    lines, failures = [], []
     for record in targets:
         close_handles(record.name)
-        removed = get_backend(record.backend).terminate(record)
-        registry.remove(record.name)
+        try:
+            _stop_adaptor(record)
+            record = registry.get(record.name) or record  # what the adaptor may have added meanwhile
+            removed = get_backend(record.backend).terminate(record)
+        except DaskAwsMagicError as exc:
+            failures.append(f"{record.name}: {exc}")
+            continue
+        registry.remove(record.name, record.cluster_id)
         lines.append(f"{record.name}: {'; '.join(removed)}")
+    if failures:
+        done = f" Stopped: {'; '.join(lines)}." if lines else ""
+        raise DaskAwsMagicError(f"Could not stop every cluster: {' | '.join(failures)}.{done} "
+                                "Fix the cause and run `down` again.")
     return lines
 
 
-def _client_for(record: ClusterRecord, timeout: float = 10.0):
+@contextlib.contextmanager
+def _client_for(record: ClusterRecord, timeout: float = 10.0) -> Iterator[Any]:
+    """A short-lived client of ``record``'s scheduler; connection failures become :class:`ClusterDead`."""
     from distributed import Client
 
-    return Client(
-        record.scheduler_address, security=get_backend(record.backend).security(record),
-        timeout=timeout, set_as_default=False,
-    )
-
-
-def _live(name: str) -> ClusterRecord:
-    record = _find(check_name(name))
-    if not get_backend(record.backend).alive(record):
-        registry.update(record.name, lambda r: setattr(r, "status", "dead"))
-        raise ClusterDead(f"The cluster {name!r} is not running any more. Remove it with `down {name}`.")
-    return record
+    try:
+        client = Client(record.scheduler_address, security=get_backend(record.backend).security(record),
+                        timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterDead(
+            f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
+            f"Check it with `%dask_cluster status {record.name}`."
+        ) from None
+    try:
+        yield client
+    except (OSError, TimeoutError) as exc:
+        raise ClusterDead(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        client.close()
 
 
 def scale(name: str, workers: int, *, stop_adaptive: bool = True) -> ClusterRecord:
     """Set the number of workers of ``name``."""
     if not isinstance(workers, int) or workers < 0:
         raise DaskAwsMagicError(f"The worker count must be a whole number >= 0, not {workers!r}.")
-    record = _live(name)
-    backend = get_backend(record.backend)
+    record = _answering(name)
+    if "profile" not in record.settings:
+        raise DaskAwsMagicError(
+            f"The cluster {name!r} was recovered from its tags, without the settings it was started with, "
+            f"so new workers cannot be made like the others. Stop it with `down {name}` and start it again."
+        )
     if stop_adaptive:
         _stop_adaptor(record)
 
@@ -356,22 +424,34 @@ def scale(name: str, workers: int, *, stop_adaptive: bool = True) -> ClusterReco
             if chosen:
                 client.retire_workers(workers=chosen, close_workers=True)
 
-    with registry.locked():
-        fresh = registry.get(record.name) or record
-        backend.scale(fresh, workers, retire)
-        fresh.workers = workers
-        registry.write(fresh)
-    return fresh
+    # Slow work (AWS calls, moving data) happens outside the registry lock; only the write holds it.
+    get_backend(record.backend).scale(record, workers, retire)
+
+    def change(stored: ClusterRecord) -> None:
+        stored.resources["workers"] = record.resources["workers"]
+        if "next_index" in record.resources:
+            stored.resources["next_index"] = record.resources["next_index"]
+        stored.workers = workers
+
+    return registry.update(record.name, change)
 
 
 def _stop_adaptor(record: ClusterRecord) -> None:
+    """Stop the adaptive-scaling process of ``record``, if it has one."""
     adaptor = record.resources.pop("adaptor", None)
     record.settings.pop("adaptive", None)
-    if adaptor:
-        from .backends.local import _stop_groups
+    if not adaptor:
+        return
+    from .processes import stop_groups
 
-        _stop_groups([adaptor])
-        registry.update(record.name, lambda r: (r.resources.pop("adaptor", None), r.settings.pop("adaptive", None)))
+    stop_groups([adaptor])
+
+    def change(stored: ClusterRecord) -> None:
+        stored.resources.pop("adaptor", None)
+        stored.settings.pop("adaptive", None)
+
+    with contextlib.suppress(ClusterNotFound):
+        registry.update(record.name, change)
 
 
 def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRecord:
@@ -381,7 +461,7 @@ def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRec
             f"Adaptive bounds must satisfy 0 <= minimum <= maximum and maximum >= 1 "
             f"(got minimum={minimum}, maximum={maximum}); e.g. `adapt NAME --minimum 1 --maximum 8`."
         )
-    record = _live(name)
+    record = _answering(name)
     _stop_adaptor(record)
     from .adaptive import spawn_adaptor
 
@@ -396,14 +476,14 @@ def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRec
 
 def restart(name: str, *, timeout: float = 60.0) -> ClusterRecord:
     """Restart every worker process of ``name`` (their memory is cleared, tasks are lost)."""
-    record = _live(name)
+    record = _answering(name)
     with _client_for(record) as client:
         client.restart(timeout=timeout, wait_for_workers=True)
     return record
 
 
 def status(name: str) -> dict[str, Any]:
-    """What the cluster is doing: workers, threads, memory, tasks, uptime."""
+    """What the cluster is doing: workers, threads, memory, tasks, uptime, cost."""
     record = _find(check_name(name))
     info: dict[str, Any] = {
         "name": record.name, "backend": record.backend, "profile": record.profile,
@@ -412,15 +492,13 @@ def status(name: str) -> dict[str, Any]:
         "adaptive": record.settings.get("adaptive"), "planned_workers": record.workers,
         "cost": record.hourly_cost,
     }
-    alive = get_backend(record.backend).alive(record)
-    if not alive or not record.scheduler_address or not _answers(record.scheduler_address):
+    try:
+        record = _answering(name)
+    except ClusterDead:
         info["status"] = "dead"
-        if record.status != "dead":
-            registry.update(record.name, lambda r: setattr(r, "status", "dead"))
         return info
     with _client_for(record) as client:
-        sched = client.scheduler_info(n_workers=-1)
-        workers = sched.get("workers", {})
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
         info.update(
             workers=len(workers),
             threads=sum(w.get("nthreads", 0) for w in workers.values()),

@@ -196,6 +196,8 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
     out: dict[str, Any] = {}
     for key, value in pairs:
         parts = key.split(".")
+        if _schema_at(parts).get("type") == "string" and not isinstance(value, str) and value is not None:
+            value = str(next(raw for k, raw in _raw_pairs(items) if k == key))
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -203,6 +205,13 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
                 raise ProfileError(f"The override key {key!r} sets a field inside a value that is not a section.")
         node[parts[-1]] = value
     return out
+
+
+def _raw_pairs(items: Iterable[str] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``--set`` items as written (``3.10`` stays ``"3.10"`` where the field is a string)."""
+    if isinstance(items, Mapping):
+        return [(k, v) for k, v in items.items()]
+    return [(k.strip(), raw) for k, _, raw in (item.partition("=") for item in items)]
 
 
 def _field(path: Iterable[Any]) -> str:
@@ -292,7 +301,7 @@ def load(
 
 def parse_duration(value: Any) -> float:
     """Seconds from ``30``, ``'30s'``, ``'20m'``, ``'2h'``; 0 for ``off``/None."""
-    if value in (None, "off"):
+    if value in (None, "off", False):
         return 0.0
     if isinstance(value, (int, float)):
         return float(value)

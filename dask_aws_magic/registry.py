@@ -123,10 +123,16 @@ def update(name: str, change: Callable[[ClusterRecord], None]) -> ClusterRecord:
         return record
 
 
-def remove(name: str) -> None:
-    """Forget ``name`` (no error if already gone)."""
-    with contextlib.suppress(FileNotFoundError):
-        _path(name).unlink()
+def remove(name: str, cluster_id: str | None = None) -> None:
+    """Forget ``name`` (no error if already gone). With ``cluster_id``, only if the record is still
+    that cluster's: another ``up`` may have reused the name meanwhile."""
+    with locked():
+        if cluster_id is not None:
+            current = get(name)
+            if current is not None and current.cluster_id != cluster_id:
+                return
+        with contextlib.suppress(FileNotFoundError):
+            _path(name).unlink()
 
 
 def scan() -> tuple[list[ClusterRecord], list[str]]:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from .errors import LaunchError
 
 CHECKIP_URL = "https://checkip.amazonaws.com"
+IMDS_ADDRESS = "169.254.169.254"  # link-local, so on EC2 the route to it leaves by the VPC interface
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ClusterTLS:
                         require_encryption=True)
 
 
-def new_cluster_tls(name: str, days: int = 30) -> ClusterTLS:
+def new_cluster_tls(name: str, days: int = 365) -> ClusterTLS:
     """Generate the certificate for cluster ``name``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -71,19 +72,32 @@ def check_cidr(cidr: str) -> str:
         ) from None
 
 
-def caller_cidr(endpoint_url: str | None = None, timeout: float = 3.0) -> str:
-    """The /32 of the address this machine reaches AWS from.
+def _local_address_towards(host: str) -> str:
+    """This machine's address on the route to ``host`` (a UDP connect sends no packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((socket.gethostbyname(host), 9))
+        return probe.getsockname()[0]
 
-    With a custom endpoint (``AWS_ENDPOINT_URL``: a VPC endpoint, a proxy, the sandbox) it is the
-    local address of a UDP socket connected to that endpoint, which sends no traffic. Otherwise
-    it is the public address AWS sees, asked of checkip.amazonaws.com.
+
+def caller_cidr(endpoint_url: str | None = None, timeout: float = 3.0, private: bool = False) -> str:
+    """The /32 of the address this machine reaches the cluster from.
+
+    With a custom endpoint (``AWS_ENDPOINT_URL``: a VPC endpoint, a proxy, the sandbox) or with
+    ``private`` (a notebook inside the VPC), it is this machine's own address on the route there,
+    found without sending traffic. Otherwise it is the public address AWS sees, asked of
+    checkip.amazonaws.com.
     """
     endpoint_url = endpoint_url if endpoint_url is not None else os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint_url:
-        host = urlparse(endpoint_url).hostname or "127.0.0.1"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((socket.gethostbyname(host), 9))
-            return f"{probe.getsockname()[0]}/32"
+    try:
+        if endpoint_url:
+            return f"{_local_address_towards(urlparse(endpoint_url).hostname or '127.0.0.1')}/32"
+        if private:
+            return f"{_local_address_towards(IMDS_ADDRESS)}/32"
+    except OSError as exc:
+        raise LaunchError(
+            f"Could not find this machine's address to open the scheduler to it ({exc}). "
+            "Set `network.ingress_cidr` in the profile (e.g. `--set network.ingress_cidr=10.0.0.0/16`)."
+        ) from None
     try:
         with urllib.request.urlopen(CHECKIP_URL, timeout=timeout) as reply:  # noqa: S310 (fixed https URL)
             address = reply.read().decode().strip()

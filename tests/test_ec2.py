@@ -279,3 +279,18 @@ def test_max_lifetime_is_enforced_on_the_instances(sb):
         time.sleep(0.5)
     assert not instances(cluster_id)
     handle.down()
+
+
+def test_vpc_without_subnet_and_subnet_without_public_ip(sb):
+    vpc = ec2().describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    handle = dam.up("ec2-test", overrides={"instance.vpc_id": vpc}, progress=False)
+    handle.down()
+
+    private = ec2().create_subnet(VpcId=vpc, CidrBlock="172.31.250.0/24")["Subnet"]["SubnetId"]
+    try:
+        started = time.monotonic()
+        with pytest.raises(LaunchError, match="no public IP address"):
+            dam.up("ec2-test", overrides={"instance.subnet_id": private}, progress=False)
+        assert time.monotonic() - started < 30
+    finally:
+        ec2().delete_subnet(SubnetId=private)

@@ -111,3 +111,21 @@ def test_schema_is_shipped_and_valid():
 
     jsonschema.Draft202012Validator.check_schema(profiles.schema())
     assert profiles.schema_path().is_file()
+
+
+@pytest.mark.parametrize("override", [
+    "software.python=3.11$(id)",
+    "software.dask='2024.1.0\"'",
+    "software.env.BAD;NAME=x",
+    "software.pip=['pandas; rm -rf /']",
+    "software.image='img; id'",
+])
+def test_values_that_reach_the_user_data_shell_are_checked(home, override):
+    with pytest.raises(ProfileError, match="software"):
+        profiles.load("local", [override])
+
+
+def test_string_fields_keep_what_was_typed(home):
+    loaded = profiles.load("local", ["software.python=3.10", "lifecycle.idle_timeout=off"])
+    assert loaded.data["software"]["python"] == "3.10"  # not the float 3.1
+    assert profiles.parse_duration(loaded.data["lifecycle"]["idle_timeout"]) == 0

@@ -61,3 +61,11 @@ def test_home_not_writable(tmp_path, monkeypatch):
         paths.ensure_home()
     with pytest.raises(HomeNotWritable):
         registry.write(record())
+
+
+def test_remove_leaves_a_newer_cluster_of_the_same_name(home):
+    registry.write(ClusterRecord(name="c1", cluster_id="dam-new", backend="local", profile="local"))
+    registry.remove("c1", "dam-old")  # the old cluster's teardown finishing late
+    assert registry.read("c1").cluster_id == "dam-new"
+    registry.remove("c1", "dam-new")
+    assert registry.get("c1") is None

@@ -13,11 +13,12 @@ import contextlib
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import bootstrap, pricing
-from ..errors import AwsError, ProfileError
+from ..errors import AwsError, LaunchError, ProfileError
 from ..profiles import parse_duration, parse_memory
 from ..security import ClusterTLS, caller_cidr, check_cidr, new_cluster_tls
 from .aws import error_code, explain, session
@@ -121,7 +122,10 @@ class EC2Backend:
         lifecycle = data.get("lifecycle", {})
         idle = parse_duration(lifecycle.get("idle_timeout", DEFAULT_IDLE_TIMEOUT))
         lifetime = parse_duration(lifecycle.get("max_lifetime"))
-        cidr = check_cidr(network["ingress_cidr"]) if network.get("ingress_cidr") else caller_cidr()
+        if network.get("ingress_cidr"):
+            cidr = check_cidr(network["ingress_cidr"])
+        else:
+            cidr = caller_cidr(private=network.get("use_private_ip", False))
         resources, spot_prices = [], {}
         with aws("reading spot prices"):
             for itype in types:
@@ -150,6 +154,8 @@ class EC2Backend:
         for itype in types:
             if pricing.on_demand(itype, region) is None:
                 notes.append(f"no list price known for {itype}; its cost shows as 0")
+        if data.get("software", {}).get("image") and data.get("software", {}).get("pip"):
+            notes.append("software.pip is ignored with software.image: put the packages in the image")
         if cidr.endswith("/0"):
             notes.append(f"WARNING: the scheduler is open to {cidr}, i.e. to anyone")
         import dask
@@ -295,8 +301,9 @@ class EC2Backend:
     def _subnets(self, ec2: Any, cfg: dict[str, Any]) -> Iterator[str | None]:
         """The pinned subnet (or AWS's default choice) first, then the VPC's other subnets."""
         first = cfg.get("subnet_id")
-        yield first
         vpc = self._vpc(ec2, cfg)
+        if first or not vpc:
+            yield first  # without a subnet, AWS picks one in the default VPC
         filters = [{"Name": "vpc-id", "Values": [vpc]}] if vpc else [{"Name": "default-for-az", "Values": ["true"]}]
         for subnet in ec2.describe_subnets(Filters=filters)["Subnets"]:
             if subnet["SubnetId"] != first:
@@ -313,11 +320,15 @@ class EC2Backend:
         markets = ["spot", "on-demand"] if cfg.get("spot") and role == "worker" else ["on-demand"]
         launched: list[dict[str, Any]] = []
         last_error: BaseException | None = None
+        if len(request["UserData"].encode()) > bootstrap.EC2_USER_DATA_LIMIT:
+            raise LaunchError(f"The {role} user-data is {len(request['UserData'].encode())} bytes, over EC2's "
+                              "16 KB limit: shorten `software.env` or `software.pip`.")
+        nonce = uuid.uuid4().hex[:8]  # retries within this call share tokens; a later `scale` must not
         with aws(f"launching the {role} instances of {record.name}"):
             for attempt, subnet in enumerate(self._subnets(ec2, cfg)):
                 for market in markets:
                     call = dict(request, MinCount=1, MaxCount=count - len(launched))
-                    call["ClientToken"] = f"{record.cluster_id}-{role}-{attempt}-{market}-{len(launched)}"
+                    call["ClientToken"] = f"{record.cluster_id}-{nonce}-{role}-{attempt}-{market}-{len(launched)}"
                     if subnet:
                         call["SubnetId"] = subnet
                     if market == "spot":
@@ -361,6 +372,10 @@ class EC2Backend:
         if scheduler is not None:
             use_private = record.settings.get("use_private_ip")
             ip = scheduler.get("PrivateIpAddress") if use_private else scheduler.get("PublicIpAddress")
+            if not ip and scheduler["State"]["Name"] == "running" and not use_private:
+                return Poll(failed=f"the scheduler instance {scheduler_id} has no public IP address (its subnet "
+                                   "does not assign one). Use a subnet that does (`instance.subnet_id`), or set "
+                                   "`network.use_private_ip: true` from a notebook inside the VPC.")
             if ip:
                 protocol = "tls" if record.resources.get("tls") else "tcp"
                 address = f"{protocol}://{ip}:{bootstrap.SCHEDULER_PORT}"
@@ -500,7 +515,7 @@ class EC2Backend:
 
         try:
             reply = self._ec2(record).get_console_output(InstanceId=instance_id, Latest=True)
-        except botocore.exceptions.ClientError:
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
             return ""
         return reply.get("Output") or ""  # botocore decodes the base64 itself
 

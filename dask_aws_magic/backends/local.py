@@ -11,15 +11,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import paths
+from ..processes import create_time, running, stop_groups
 from ..profiles import parse_duration, parse_memory
 from .base import Discovered, Plan, PlannedResource, Poll
 
@@ -32,7 +31,6 @@ TAG_CLUSTER_ID = "DASK_AWS_MAGIC_CLUSTER_ID"
 TAG_ROLE = "DASK_AWS_MAGIC_ROLE"
 TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"
 HOST = "127.0.0.1"
-STOP_GRACE = 5.0
 
 
 def default_sizing(cores: int, total_memory: int) -> tuple[int, int, int]:
@@ -127,7 +125,7 @@ class LocalBackend:
                 start_new_session=True,
                 close_fds=True,
             )
-        return {"pid": proc.pid, "started": _create_time(proc.pid)}
+        return {"pid": proc.pid, "started": create_time(proc.pid)}
 
     def _scheduler_file(self, record: ClusterRecord) -> Path:
         return run_dir(record.name) / "scheduler.json"
@@ -194,10 +192,10 @@ class LocalBackend:
     def poll(self, record: ClusterRecord) -> Poll:
         scheduler = record.resources.get("scheduler")
         workers = record.resources.get("workers", {})
-        if not scheduler or not _running(scheduler):
+        if not scheduler or not running(scheduler):
             return Poll(failed=f"the scheduler process exited. Its log:\n{self._tail(record, 'scheduler')}")
         for worker_name, info in workers.items():
-            if not _running(info):
+            if not running(info):
                 log = self._tail(record, f"worker-{info['index']}")
                 return Poll(failed=f"worker {worker_name} exited. Its log:\n{log}")
         address, dashboard = self._read_scheduler_file(record)
@@ -211,10 +209,13 @@ class LocalBackend:
     def alive(self, record: ClusterRecord) -> bool:
         """The cluster lives as long as its scheduler (orphaned workers exit on their death timeout)."""
         scheduler = record.resources.get("scheduler")
-        return bool(scheduler) and _running(scheduler)
+        return bool(scheduler) and running(scheduler)
 
     def _processes(self, record: ClusterRecord) -> list[dict[str, Any]]:
-        resources = record.resources
+        return self._processes_of(record.resources)
+
+    @staticmethod
+    def _processes_of(resources: dict[str, Any]) -> list[dict[str, Any]]:
         found = [resources.get("scheduler"), *resources.get("workers", {}).values(), resources.get("adaptor")]
         return [info for info in found if info]
 
@@ -228,6 +229,8 @@ class LocalBackend:
             if not any("distributed.cli" in part or "dask_aws_magic.adaptive" in part for part in cmdline):
                 continue
             try:
+                if os.getpgid(proc.info["pid"]) != proc.info["pid"]:
+                    continue  # a worker forked by its nanny: the nanny leads the group
                 env = proc.environ()
             except (psutil.Error, OSError):
                 continue
@@ -261,13 +264,19 @@ class LocalBackend:
 
     # -- change ----------------------------------------------------------------------------
     def terminate(self, record: ClusterRecord) -> list[str]:
-        processes = [info for info in self._processes(record) if _running(info)]
-        _stop_groups(processes)
-        workers = len(record.resources.get("workers", {}))
-        return [f"stopped {len(processes)} process(es) (scheduler and {workers} worker(s))"]
+        # The tags, not only the record: a worker started by a scale that was cut short counts too.
+        tagged = [d for d in self.discover() if d.cluster_id == record.cluster_id]
+        found = [info for d in tagged for info in self._processes_of(d.resources)]
+        processes = [info for info in self._processes(record) + found if running(info)]
+        processes = list({info["pid"]: info for info in processes}.values())
+        stop_groups(processes)
+        worker_pids = {info["pid"] for res in [record.resources, *(d.resources for d in tagged)]
+                       for info in res.get("workers", {}).values()}
+        workers = sum(info["pid"] in worker_pids for info in processes)
+        return [f"stopped {len(processes)} process(es) ({workers} of them workers)"]
 
     def scale(self, record: ClusterRecord, workers: int, retire: Callable[[list[str]], None]) -> None:
-        current = {k: v for k, v in record.resources.get("workers", {}).items() if _running(v)}
+        current = {k: v for k, v in record.resources.get("workers", {}).items() if running(v)}
         record.resources["workers"] = current
         if workers > len(current):
             self._add_workers(record, workers - len(current))
@@ -276,16 +285,9 @@ class LocalBackend:
         if not surplus:
             return
         retire(surplus)
-        _stop_groups([current[k] for k in surplus])
+        stop_groups([current[k] for k in surplus])
         for worker_name in surplus:
             del record.resources["workers"][worker_name]
-
-    def restart_workers(self, record: ClusterRecord) -> None:
-        """Replace every worker process with a fresh one (bilbo's ``restart``)."""
-        current = list(record.resources.get("workers", {}).values())
-        _stop_groups(current)
-        record.resources["workers"] = {}
-        self._add_workers(record, len(current))
 
     def logs(self, record: ClusterRecord) -> dict[str, str]:
         folder = run_dir(record.name)
@@ -298,49 +300,3 @@ class LocalBackend:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-def _create_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _running(info: dict[str, Any]) -> bool:
-    """True if the process recorded in ``info`` still runs (and is the same process)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(info["pid"])
-        if info.get("started") and abs(proc.create_time() - info["started"]) > 1:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _stop_groups(processes: list[dict[str, Any]]) -> None:
-    """SIGTERM each process group, then SIGKILL what is left after a grace period."""
-    live = [info for info in processes if _running(info)]
-    for info in live:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(info["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    while live and time.monotonic() < deadline:
-        _reap(live)
-        live = [info for info in live if _running(info)]
-        time.sleep(0.05)
-    for info in live:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(info["pid"], signal.SIGKILL)
-    _reap(processes)
-
-
-def _reap(processes: list[dict[str, Any]]) -> None:
-    """Collect our own exited children so they do not linger as zombies."""
-    for info in processes:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(info["pid"], os.WNOHANG)

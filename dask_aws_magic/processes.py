@@ -1,0 +1,68 @@
+"""Processes started in sessions of their own, identified by pid and start time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import Any
+
+GRACE = 5.0
+
+
+def create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def running(info: dict[str, Any]) -> bool:
+    """True if the process recorded in ``info`` still runs (and is the same process)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(info["pid"])
+        if info.get("started") and abs(proc.create_time() - info["started"]) > 1:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group ``pgid`` is left (a forked worker outlives its nanny)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_groups(processes: list[dict[str, Any]]) -> None:
+    """SIGTERM each process group, then SIGKILL whatever of it is left after a grace period."""
+    groups = [info["pid"] for info in processes if running(info)]
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE
+    while groups and time.monotonic() < deadline:
+        reap(processes)
+        groups = [pgid for pgid in groups if group_alive(pgid)]
+        time.sleep(0.05)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    reap(processes)
+
+
+def reap(processes: list[dict[str, Any]]) -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    for info in processes:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(info["pid"], os.WNOHANG)
