@@ -44,21 +44,27 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_groups(processes: list[dict[str, Any]]) -> None:
-    """SIGTERM each process group, then SIGKILL whatever of it is left after a grace period."""
-    groups = [info["pid"] for info in processes if running(info)]
+def stop_groups(processes: list[dict[str, Any]], grace: float = GRACE) -> None:
+    """Stop each process group: SIGTERM, a grace period for the leaders to close cleanly, then
+    SIGKILL for whatever of the groups is left (a forked worker may not exit with its nanny)."""
+    leaders = [info for info in processes if running(info)]
+    groups = [info["pid"] for info in leaders]
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE
-    while groups and time.monotonic() < deadline:
+    deadline = time.monotonic() + grace
+    while leaders and time.monotonic() < deadline:
         reap(processes)
-        groups = [pgid for pgid in groups if group_alive(pgid)]
+        leaders = [info for info in leaders if running(info)]
         time.sleep(0.05)
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-    reap(processes)
+    deadline = time.monotonic() + GRACE  # a killed process still takes a moment to go
+    while groups and time.monotonic() < deadline:
+        reap(processes)
+        groups = [pgid for pgid in groups if group_alive(pgid)]
+        time.sleep(0.02)
 
 
 def reap(processes: list[dict[str, Any]]) -> None:

@@ -218,62 +218,82 @@ def _field(path: Iterable[Any]) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _known_keys(schema_node: dict[str, Any]) -> list[str]:
-    keys = list(schema_node.get("properties", {}))
-    for sub in schema_node.get("allOf", []):
-        ref = sub.get("$ref", "")
-        if ref.startswith("#/$defs/"):
-            keys += _known_keys(schema()["$defs"][ref.split("/")[-1]])
-    return keys
-
-
-def _schema_at(path: list[Any]) -> dict[str, Any]:
-    node = schema()
-    for part in path:
-        node = node.get("properties", {}).get(part) or {}
-        if "$ref" in node:
-            node = schema()["$defs"][node["$ref"].split("/")[-1]]
+def _resolve_ref(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = schema()
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
     return node
 
 
-def validate(data: dict[str, Any], source: str) -> None:
-    """Check ``data`` against the schema; raise one :class:`ProfileError` listing every problem."""
-    import jsonschema
+def _schema_at(path: list[Any]) -> dict[str, Any]:
+    """The schema of the field at ``path`` ({} when there is none)."""
+    node = schema()
+    for part in path:
+        node = _resolve_ref(node.get("properties", {}).get(part) or {})
+    return node
 
-    validator = jsonschema.Draft202012Validator(schema())
-    problems: list[str] = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        path = list(error.absolute_path)
-        if error.validator in ("additionalProperties", "unevaluatedProperties"):
-            node = data
-            for part in path:
-                node = node[part]
-            known = _known_keys(_schema_at(path))
-            for key in node:
-                if key in known:
-                    continue
-                close = difflib.get_close_matches(str(key), known, n=1)
-                fix = f"did you mean `{close[0]}`?" if close else f"known fields: {', '.join(sorted(known))}"
-                problems.append(f"field `{_field([*path, key])}` is not a profile field ({fix})")
+
+@lru_cache(maxsize=1)
+def _validator():
+    import fastjsonschema
+
+    return fastjsonschema.compile(schema())
+
+
+def _unknown_fields(data: Any, path: list[str]) -> list[str]:
+    """Every key anywhere in ``data`` that the schema does not know, with the closest known one."""
+    node = _schema_at(path)
+    known = node.get("properties")
+    if not isinstance(data, dict) or known is None or node.get("additionalProperties", True) is not False:
+        return []
+    problems = []
+    for key, value in data.items():
+        if key in known:
+            problems += _unknown_fields(value, [*path, key])
             continue
-        value = error.instance
-        description = _schema_at(path).get("description", "")
-        if error.validator == "type":
-            problem = f"field `{_field(path)}` is {value!r}, but must be of type {error.validator_value}"
-        elif error.validator == "enum":
-            choices = ", ".join(map(str, error.validator_value))
-            problem = f"field `{_field(path)}` is {value!r}; choose one of: {choices}"
-        elif error.validator in ("minimum", "exclusiveMinimum"):
-            problem = f"field `{_field(path)}` is {value!r}, but must be at least {error.validator_value}"
-            if error.validator == "exclusiveMinimum":
-                problem = f"field `{_field(path)}` is {value!r}, but must be greater than {error.validator_value}"
-        elif error.validator == "maximum":
-            problem = f"field `{_field(path)}` is {value!r}, but must be at most {error.validator_value}"
-        else:
-            problem = f"field `{_field(path)}` is {value!r}, which is not valid"
-        if description:
-            problem += f" ({description.rstrip('.')})"
-        problems.append(problem)
+        close = difflib.get_close_matches(str(key), list(known), n=1)
+        fix = f"did you mean `{close[0]}`?" if close else f"known fields: {', '.join(sorted(known))}"
+        problems.append(f"field `{_field([*path, key])}` is not a profile field ({fix})")
+    return problems
+
+
+def _explain(error: Any) -> str:
+    """One sentence for a fastjsonschema error: the field, its value, what it must be."""
+    path = [str(p) for p in error.path[1:]]  # the first element is the name "data"
+    field_name, value, rule = _field(path), error.value, error.rule
+    wanted = error.rule_definition
+    if rule == "type":
+        problem = f"must be of type {wanted}"
+    elif rule == "enum":
+        problem = f"is not allowed; choose one of: {', '.join(map(str, wanted))}"
+    elif rule == "minimum":
+        problem = f"must be at least {wanted}"
+    elif rule == "exclusiveMinimum":
+        problem = f"must be greater than {wanted}"
+    elif rule == "maximum":
+        problem = f"must be at most {wanted}"
+    elif rule == "propertyNames":
+        problem = "has a name that is not allowed (letters, digits and _ only, not starting with a digit)"
+    else:
+        problem = "is not in the expected form"
+    description = _schema_at(path).get("description", "")
+    text = f"field `{field_name}` is {value!r}, but {problem}" if problem.startswith("must") else \
+        f"field `{field_name}` is {value!r}, which {problem}"
+    return text + (f" ({description.rstrip('.')})" if description else "")
+
+
+def validate(data: dict[str, Any], source: str) -> None:
+    """Check ``data`` against the schema; raise one :class:`ProfileError` naming the field and the fix."""
+    import fastjsonschema
+
+    problems = _unknown_fields(data, [])
+    if not problems:
+        try:
+            _validator()(data)
+        except fastjsonschema.JsonSchemaValueException as error:
+            problems.append(_explain(error))
     if problems:
         unique = list(dict.fromkeys(problems))
         raise ProfileError(f"The profile in {source} has {'an error' if len(unique) == 1 else 'errors'}: "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("boto3", "botocore", "distributed", "ipywidgets", "jsonschema", "yaml", "moto")
+HEAVY = ("boto3", "botocore", "distributed", "ipywidgets", "jsonschema", "fastjsonschema", "yaml", "moto")
 
 
 def loaded_after(code: str) -> set[str]:

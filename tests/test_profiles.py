@@ -109,7 +109,7 @@ def test_bad_cluster_names(name):
 def test_schema_is_shipped_and_valid():
     import jsonschema
 
-    jsonschema.Draft202012Validator.check_schema(profiles.schema())
+    jsonschema.Draft7Validator.check_schema(profiles.schema())
     assert profiles.schema_path().is_file()
 
 

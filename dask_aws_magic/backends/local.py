@@ -31,6 +31,9 @@ TAG_CLUSTER_ID = "DASK_AWS_MAGIC_CLUSTER_ID"
 TAG_ROLE = "DASK_AWS_MAGIC_ROLE"
 TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"
 HOST = "127.0.0.1"
+# Going down, a nanny asks its forked worker to close and waits up to 8 s for it; nothing is
+# left to save by then, so the processes get this long before SIGKILL.
+STOP_GRACE = 1.0
 
 
 def default_sizing(cores: int, total_memory: int) -> tuple[int, int, int]:
@@ -269,7 +272,7 @@ class LocalBackend:
         found = [info for d in tagged for info in self._processes_of(d.resources)]
         processes = [info for info in self._processes(record) + found if running(info)]
         processes = list({info["pid"]: info for info in processes}.values())
-        stop_groups(processes)
+        stop_groups(processes, grace=STOP_GRACE)
         worker_pids = {info["pid"] for res in [record.resources, *(d.resources for d in tagged)]
                        for info in res.get("workers", {}).values()}
         workers = sum(info["pid"] in worker_pids for info in processes)
@@ -285,7 +288,7 @@ class LocalBackend:
         if not surplus:
             return
         retire(surplus)
-        stop_groups([current[k] for k in surplus])
+        stop_groups([current[k] for k in surplus], grace=STOP_GRACE)
         for worker_name in surplus:
             del record.resources["workers"][worker_name]
 
