@@ -71,13 +71,16 @@ def _software(spec: NodeSpec, exported: list[str]) -> str:
             f'RUN="docker run --rm --network host{passed} -v {HOME}:{HOME} {image}"\nPY=python\n'
         )
     # The wanted versions reach Python through the environment, never pasted into its source.
-    check = ("import os, sys, dask, distributed; e = os.environ; sys.exit(not ("
+    check = ("import os, sys, importlib.util, dask, distributed; e = os.environ; sys.exit(not ("
              "sys.version.startswith(e['WANT_PYTHON'] + '.') and dask.__version__ == e['WANT_DASK'] "
-             "and distributed.__version__ == e['WANT_DISTRIBUTED']))")
-    packages = " ".join(shlex.quote(p) for p in [f"dask=={sw.dask}", f"distributed=={sw.distributed}", *sw.pip])
+             "and distributed.__version__ == e['WANT_DISTRIBUTED'] "
+             "and (e['WANT_BOKEH'] == '0' or importlib.util.find_spec('bokeh'))))")
+    dashboard = ["bokeh>=3.1"] if spec.role == "scheduler" else []  # serves the dashboard
+    packages = " ".join(shlex.quote(p) for p in
+                        [f"dask=={sw.dask}", f"distributed=={sw.distributed}", *dashboard, *sw.pip])
     lines = [
         f"export WANT_PYTHON={shlex.quote(sw.python)} WANT_DASK={shlex.quote(sw.dask)} "
-        f"WANT_DISTRIBUTED={shlex.quote(sw.distributed)}",
+        f"WANT_DISTRIBUTED={shlex.quote(sw.distributed)} WANT_BOKEH={1 if dashboard else 0}",
         f'want() {{ "$1" -c "{check}" 2>/dev/null; }}',
         'RUN=""',
         "if want python3; then",

@@ -7,7 +7,10 @@ reports progress through an ``on_event`` callback.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -230,6 +233,7 @@ def up(
         price = f" (about ${the_plan.hourly_cost:.2f}/hour)" if the_plan.hourly_cost else ""
         emit(Event("launch", f"launching {the_plan.workers} worker(s) and a scheduler{price}"))
         backend.launch(the_plan, record, lambda: registry.write(record))
+        _import_client_library_meanwhile()
         _wait_for_scheduler(backend, record, deadline, emit)
         handle = ClusterHandle(record)
         handle.connect(timeout=max(1.0, deadline - time.monotonic()))
@@ -242,6 +246,13 @@ def up(
     registry.write(record)
     emit(Event("ready", f"cluster {cluster_name} ready at {record.scheduler_address}"))
     return handle
+
+
+def _import_client_library_meanwhile() -> None:
+    """Import distributed in a thread while the cluster boots: a fresh kernel would otherwise pay
+    for it only once the scheduler answers."""
+    if "distributed" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True).start()
 
 
 def _cost(the_plan: Plan) -> dict[str, float]:

@@ -204,3 +204,11 @@ def test_idle_timeout_waits_for_clients_to_leave(home):
     assert [c.status for c in dam.list_clusters()] == ["dead"]
     dam.down("local")
     assert not cluster_processes(str(home.resolve()))
+
+
+def test_dashboard_link_serves_the_dashboard(home):
+    import urllib.request
+
+    with dam.up(workers=1, progress=False) as cluster:
+        with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as page:
+            assert page.status == 200 and b"Dask" in page.read()
