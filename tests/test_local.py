@@ -209,6 +209,6 @@ def test_idle_timeout_waits_for_clients_to_leave(home):
 def test_dashboard_link_serves_the_dashboard(home):
     import urllib.request
 
-    with dam.up(workers=1, progress=False) as cluster:
-        with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as page:
-            assert page.status == 200 and b"Dask" in page.read()
+    with dam.up(workers=1, progress=False) as cluster, \
+            urllib.request.urlopen(cluster.dashboard_link, timeout=30) as page:
+        assert page.status == 200 and b"Dask" in page.read()
