@@ -121,7 +121,8 @@ def _dask_command(spec: NodeSpec) -> str:
     memory = str(spec.memory) if spec.memory else "auto"
     return (f"$RUN $PY -m distributed.cli.dask_worker {protocol}://{spec.scheduler_ip}:{SCHEDULER_PORT} "
             f'--host "$IP" --name "$ID" --nworkers {spec.nprocs} --nthreads {spec.nthreads} '
-            f"--memory-limit {memory} --death-timeout {spec.death_timeout:g} --local-directory {HOME}/work"
+            f"--memory-limit {memory} --death-timeout {spec.death_timeout:g} --local-directory {HOME}/work "
+            "--no-dashboard"
             f"{_tls_flags(spec)}")
 
 

@@ -144,7 +144,7 @@ class LocalBackend:
             "--nthreads", str(settings["threads_per_worker"]),
             "--memory-limit", str(settings["memory_per_worker"]),
             "--host", HOST,
-            "--dashboard-address", f"{HOST}:0",
+            "--no-dashboard",  # as LocalCluster's workers: saves each worker importing bokeh
             "--local-directory", str(run_dir(record.name) / "work"),
             "--death-timeout", "60",
         ]
