@@ -149,6 +149,17 @@ def test_found_by_tags_without_registry_and_attach_recovers_tls(sb, home):
     assert "ec2-test" in dam.down(all=True)[0]
 
 
+def test_cluster_without_tls_is_found_by_tags(sb, home):
+    handle = dam.up("ec2-test", overrides={"network.tls": False}, progress=False)
+    assert handle.scheduler_address.startswith("tcp://")
+    handle.close()
+    (home / "clusters" / "ec2-test.json").unlink()
+    attached = dam.attach("ec2-test")
+    assert attached.scheduler_address.startswith("tcp://")
+    assert attached.client.submit(lambda: 1).result() == 1
+    attached.down()
+
+
 def test_spot_falls_back_to_on_demand(sb):
     sb.inject_fault("ec2:RunInstances", "InsufficientInstanceCapacity", times=None,
                     match={"InstanceMarketOptions.MarketType": "spot"})

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 TAG_CLUSTER = "dask-aws-magic:cluster"
 TAG_CLUSTER_ID = "dask-aws-magic:cluster-id"
 TAG_ROLE = "dask-aws-magic:role"
+TAG_PROTOCOL = "dask-aws-magic:protocol"  # tls or tcp, so a cluster found by its tags can be reached
 DEFAULT_SCHEDULER_TYPE = "t3.medium"
 DEFAULT_WORKER_TYPE = "m6i.large"
 DEFAULT_WORKERS = 2
@@ -69,11 +70,12 @@ def aws(doing: str) -> Iterator[None]:
         raise explain(exc, doing) from None
 
 
-def _tags(record_or_name: Any, cluster_id: str, role: str | None, extra: dict[str, str]) -> list[dict[str, str]]:
-    tags = {**extra, TAG_CLUSTER: record_or_name, TAG_CLUSTER_ID: cluster_id}
+def _tags(cluster: str, cluster_id: str, role: str | None, extra: dict[str, str]) -> list[dict[str, str]]:
+    """The tags every resource of the cluster carries (the profile's own tags cannot override them)."""
+    tags = {**extra, TAG_CLUSTER: cluster, TAG_CLUSTER_ID: cluster_id}
     if role:
         tags[TAG_ROLE] = role
-        tags["Name"] = f"dask-{record_or_name}-{role}"
+        tags["Name"] = f"dask-{cluster}-{role}"
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
@@ -279,6 +281,7 @@ class EC2Backend:
         s = record.settings
         cfg = s["roles"][role]
         tags = _tags(record.name, record.cluster_id, role, cfg.get("tags", {}))
+        tags.append({"Key": TAG_PROTOCOL, "Value": "tls" if record.resources.get("tls") else "tcp"})
         request: dict[str, Any] = {
             "ImageId": s["amis"][role],
             "InstanceType": cfg["type"],
@@ -429,7 +432,8 @@ class EC2Backend:
                     item.resources["scheduler_ip"] = inst.get("PrivateIpAddress")
                     ip = inst.get("PublicIpAddress") or inst.get("PrivateIpAddress")
                     if ip:
-                        item.scheduler_address = f"tls://{ip}:{bootstrap.SCHEDULER_PORT}"
+                        protocol = _tag(inst, TAG_PROTOCOL) or "tls"
+                        item.scheduler_address = f"{protocol}://{ip}:{bootstrap.SCHEDULER_PORT}"
                         item.dashboard_link = f"http://{ip}:{bootstrap.DASHBOARD_PORT}/status"
                 else:
                     item.resources["workers"][inst["InstanceId"]] = {"spot": inst.get("InstanceLifecycle") == "spot"}
