@@ -9,6 +9,7 @@ import nbformat
 import psutil
 import pytest
 from nbclient import NotebookClient
+from nbclient.util import run_sync
 
 from dask_aws_magic import registry
 
@@ -57,9 +58,11 @@ def test_cluster_survives_kernel_restart(home):
         resources = registry.read("keeper").resources
         pids = [resources["scheduler"]["pid"], *(w["pid"] for w in resources["workers"].values())]
 
-        client.km.restart_kernel(now=True)
-        client.kc.wait_for_ready(timeout=60)
+        run("marker = 1")
+        run_sync(client.km.restart_kernel)(now=True)  # the kernel process is killed and replaced
+        run_sync(client.kc.wait_for_ready)(timeout=60)
         time.sleep(0.5)
+        assert run("'marker' in dir()") == "False", "the kernel was not restarted"
         assert all(psutil.pid_exists(p) for p in pids), "the cluster died with the kernel"
 
         run("%load_ext dask_aws_magic")
