@@ -84,3 +84,36 @@ def test_ec2_sandbox_notebook_runs(home):
     assert "ec2-small" in outputs(code[5]) and "running" in outputs(code[5])
     assert "terminated 3 instance(s)" in outputs(code[6]) and "deleted security group" in outputs(code[6])
     assert "sandbox stopped" in outputs(code[6])
+
+
+def test_interrupting_the_kernel_during_up_tears_down(home):
+    from jupyter_client.manager import start_new_kernel
+
+    from .conftest import cluster_processes
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        kc.execute_interactive("%load_ext dask_aws_magic", timeout=60)
+        msg_id = kc.execute("%dask_cluster up -n stopme -w 2")
+        deadline = time.monotonic() + 60
+        while not (registry.get("stopme") and registry.read("stopme").resources.get("workers")):
+            assert time.monotonic() < deadline, "up never launched"
+            time.sleep(0.02)
+        km.interrupt_kernel()  # what the notebook's stop button does
+        error = None
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "error":
+                error = f"{msg['content']['ename']}: {msg['content']['evalue']}"
+            elif msg["msg_type"] == "stream" and "UsageError" in msg["content"]["text"]:
+                error = msg["content"]["text"]  # how IPython shows a UsageError
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert error is not None and "Interrupted while starting 'stopme'" in error and "torn down" in error
+        assert registry.get("stopme") is None
+        assert not cluster_processes(str(home.resolve()))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
