@@ -57,16 +57,13 @@ def run(name: str, minimum: int, maximum: int) -> None:
     """Adapt ``name`` until the cluster is gone; errors are logged and the next check retries."""
     import math
 
-    from distributed import Client
-
     from . import operations, registry
-    from .backends import get_backend
     from .errors import DaskAwsMagicError
+    from .handle import open_client
 
     record = registry.read(name)
     # Named so that the scheduler's idle check does not count this client as a user.
-    client = Client(record.scheduler_address, security=get_backend(record.backend).security(record),
-                    timeout=30, set_as_default=False, name=ADAPTOR_CLIENT)
+    client = open_client(record, timeout=30, name=ADAPTOR_CLIENT)
     per_worker = max(1, int(record.settings.get("nprocs", 1)))  # worker processes per instance
     streak = 0
     print(f"adapting {name} between {minimum} and {maximum} workers", flush=True)

@@ -39,22 +39,9 @@ class ClusterHandle:
     def connect(self, timeout: float = 30.0) -> Client:
         """Open a client, make it the default, and point dask's ``scheduler-address`` at the cluster."""
         import dask
-        from distributed import Client
-
-        from .backends import get_backend
 
         if self._client is None or self._client.status in ("closed", "closing"):
-            security = get_backend(self.record.backend).security(self.record)
-            try:
-                self._client = Client(self.scheduler_address, security=security, timeout=timeout,
-                                      set_as_default=True)
-            except (OSError, TimeoutError) as exc:
-                from .errors import ClusterDead
-
-                raise ClusterDead(
-                    f"Could not connect to the scheduler of {self.name!r} at {self.scheduler_address} "
-                    f"({exc}). Check it with `%dask_cluster status {self.name}`."
-                ) from None
+            self._client = open_client(self.record, timeout=timeout, set_as_default=True)
         dask.config.set({"scheduler-address": self.scheduler_address})
         return self._client
 
@@ -123,6 +110,25 @@ class ClusterHandle:
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
                        for k, v in rows)
         return f"<div><strong>Dask cluster {html.escape(self.name)}</strong><table>{body}</table></div>"
+
+
+def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default: bool = False,
+                name: str | None = None) -> Client:
+    """A client of ``record``'s scheduler, with the cluster's own TLS; :class:`ClusterDead` if it
+    cannot connect."""
+    from distributed import Client
+
+    from .backends import get_backend
+    from .errors import ClusterDead
+
+    try:
+        return Client(record.scheduler_address, security=get_backend(record.backend).security(record),
+                      timeout=timeout, set_as_default=set_as_default, name=name)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterDead(
+            f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
+            f"Check it with `%dask_cluster status {record.name}`."
+        ) from None
 
 
 def close_handles(name: str) -> None:

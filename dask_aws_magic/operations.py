@@ -27,7 +27,7 @@ from .errors import (
     LaunchError,
     WaitTimeout,
 )
-from .handle import ClusterHandle, close_handles
+from .handle import ClusterHandle, close_handles, open_client
 from .naming import check_name, new_cluster_id
 from .profiles import Profile, load
 from .registry import ClusterRecord
@@ -81,19 +81,21 @@ def profiles() -> list[dict[str, str]]:
 
 
 # -- finding clusters ---------------------------------------------------------------------------
-def _discover_all(problems: list[str] | None = None) -> list[Discovered]:
-    """Clusters found from each backend's own source of truth (processes, AWS tags). A backend that
-    cannot be asked (AWS misconfigured, say) is reported in ``problems`` and skipped."""
+def _discover_all(problems: list[str] | None = None) -> tuple[list[Discovered], set[str]]:
+    """Clusters found from each backend's own source of truth (processes, AWS tags), and the names
+    of the backends that answered. One that cannot be asked (AWS misconfigured, say) is reported
+    in ``problems`` and skipped."""
     from .backends.base import aws_backends_to_scan
 
-    found = get_backend("local").discover()
+    found, scanned = get_backend("local").discover(), {"local"}
     for backend in aws_backends_to_scan():
         try:
             found += backend.discover()
+            scanned.add(backend.name)
         except DaskAwsMagicError as exc:
             if problems is not None:
                 problems.append(f"could not list {backend.name} clusters: {exc}")
-    return found
+    return found, scanned
 
 
 def _from_discovered(found: Discovered) -> ClusterRecord:
@@ -109,14 +111,15 @@ def _find(name: str) -> ClusterRecord:
     record = registry.get(name)
     if record is not None:
         return record
-    for found in _discover_all():
+    discovered, _ = _discover_all()
+    for found in discovered:
         if found.name == name:
             recovered = _from_discovered(found)
             with registry.locked():
                 if registry.get(name) is None:
                     registry.write(recovered)
             return registry.get(name) or recovered
-    known = ", ".join(sorted({r.name for r in list_clusters()})) or "none"
+    known = ", ".join(sorted({r.name for r in registry.scan()[0]} | {d.name for d in discovered})) or "none"
     raise ClusterNotFound(
         f"There is no cluster named {name!r} (clusters: {known}). "
         "Check the name with `%dask_cluster list`, or start it with `%dask_cluster up`."
@@ -148,7 +151,11 @@ def list_clusters(problems: list[str] | None = None) -> list[ClusterRecord]:
     if problems is not None:
         problems += corrupt
     by_id = {r.cluster_id: r for r in records}
-    for found in _discover_all(problems):
+    discovered, scanned = _discover_all(problems)
+    # A backend that answered has just said which clusters still have a scheduler: no need to
+    # ask it again cluster by cluster.
+    running = {d.cluster_id for d in discovered if d.resources.get("scheduler")}
+    for found in discovered:
         if found.cluster_id not in by_id:
             recovered = _from_discovered(found)
             with registry.locked():
@@ -156,7 +163,10 @@ def list_clusters(problems: list[str] | None = None) -> list[ClusterRecord]:
                     registry.write(recovered)
             by_id[found.cluster_id] = recovered
     for record in by_id.values():
-        if record.live and not _still_starting(record) and _alive(record, problems) is False:
+        if not record.live or _still_starting(record):
+            continue
+        alive = record.cluster_id in running if record.backend in scanned else _alive(record, problems)
+        if alive is False:
             record.status = "dead"
             _mark_dead(record)
     return sorted(by_id.values(), key=lambda r: r.created_at)
@@ -394,16 +404,7 @@ def down(names: Iterable[str] = (), *, all: bool = False) -> list[str]:
 @contextlib.contextmanager
 def _client_for(record: ClusterRecord, timeout: float = 10.0) -> Iterator[Any]:
     """A short-lived client of ``record``'s scheduler; connection failures become :class:`ClusterDead`."""
-    from distributed import Client
-
-    try:
-        client = Client(record.scheduler_address, security=get_backend(record.backend).security(record),
-                        timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterDead(
-            f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
-            f"Check it with `%dask_cluster status {record.name}`."
-        ) from None
+    client = open_client(record, timeout=timeout)
     try:
         yield client
     except (OSError, TimeoutError) as exc:

@@ -428,6 +428,8 @@ class EC2Backend:
             for inst in instances:
                 item = self._discovered(found, region, inst.get("Tags", []), inst.get("LaunchTime"))
                 if _tag(inst, TAG_ROLE) == "scheduler":
+                    if inst["State"]["Name"] not in ("pending", "running"):
+                        continue  # stopping or stopped: the cluster is dead, its tags still find it
                     item.resources["scheduler"] = inst["InstanceId"]
                     item.resources["scheduler_ip"] = inst.get("PrivateIpAddress")
                     ip = inst.get("PublicIpAddress") or inst.get("PrivateIpAddress")
