@@ -14,11 +14,11 @@ import os
 import tempfile
 
 import dask_aws_magic as dam
-from dask_aws_magic import registry
 from dask_aws_magic.backends import get_backend
-from dask_aws_magic.naming import new_cluster_id
-from dask_aws_magic.profiles import load
-from dask_aws_magic.registry import ClusterRecord
+from dask_aws_magic.core import registry
+from dask_aws_magic.core.naming import new_cluster_id
+from dask_aws_magic.core.profiles import load
+from dask_aws_magic.core.registry import ClusterRecord
 from dask_aws_magic.sandbox import Sandbox
 
 

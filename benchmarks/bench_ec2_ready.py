@@ -21,24 +21,24 @@ import time
 import boto3
 
 import dask_aws_magic as dam
-from dask_aws_magic import bootstrap
+from dask_aws_magic.aws.tls import new_cluster_tls
+from dask_aws_magic.backends.ec2 import userdata
 from dask_aws_magic.sandbox import Sandbox
-from dask_aws_magic.security import new_cluster_tls
 
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
 
-def _software() -> bootstrap.Software:
+def _software() -> userdata.Software:
     import dask
     import distributed
 
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return bootstrap.Software(python=version, dask=dask.__version__, distributed=distributed.__version__)
+    return userdata.Software(python=version, dask=dask.__version__, distributed=distributed.__version__)
 
 
 def _answers(ip: str) -> bool:
     try:
-        with socket.create_connection((ip, bootstrap.SCHEDULER_PORT), timeout=0.25):
+        with socket.create_connection((ip, userdata.SCHEDULER_PORT), timeout=0.25):
             return True
     except OSError:
         return False
@@ -54,10 +54,10 @@ def raw(workers: int, sequential: bool) -> float:
     start = time.perf_counter()
 
     def launch(role: str, count: int, scheduler_ip: str | None) -> list[dict]:
-        spec = bootstrap.NodeSpec(role=role, cluster="raw", cluster_id="raw", software=_software(), tls=tls,
+        spec = userdata.NodeSpec(role=role, cluster="raw", cluster_id="raw", software=_software(), tls=tls,
                                   scheduler_ip=scheduler_ip, nthreads=2)
         return ec2.run_instances(ImageId=ami, InstanceType="m6i.large", MinCount=count, MaxCount=count,
-                                 UserData=bootstrap.user_data(spec))["Instances"]
+                                 UserData=userdata.user_data(spec))["Instances"]
 
     scheduler = launch("scheduler", 1, None)[0]
     ip = scheduler["PrivateIpAddress"]
@@ -68,7 +68,7 @@ def raw(workers: int, sequential: bool) -> float:
         time.sleep(0.05)
     if sequential:
         ids += [i["InstanceId"] for i in launch("worker", workers, ip)]
-    client = Client(f"tls://{ip}:{bootstrap.SCHEDULER_PORT}", security=tls.security(), timeout=60)
+    client = Client(f"tls://{ip}:{userdata.SCHEDULER_PORT}", security=tls.security(), timeout=60)
     client.wait_for_workers(workers, timeout=120)
     elapsed = time.perf_counter() - start
     client.close()

@@ -18,11 +18,11 @@ __all__ = ["__version__", "ClusterHandle", *_API, "load_ipython_extension", "unl
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        from . import api
+        from .faces import api
 
         return getattr(api, name)
     if name == "ClusterHandle":
-        from .handle import ClusterHandle
+        from .faces.handle import ClusterHandle
 
         return ClusterHandle
     raise AttributeError(f"module 'dask_aws_magic' has no attribute {name!r}")
@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext dask_aws_magic``: register ``%dask_cluster`` / ``%%dask_cluster``."""
-    from .magics import DaskClusterMagics
+    from .faces.magics import DaskClusterMagics
 
     shell.register_magics(DaskClusterMagics(shell=shell))
 

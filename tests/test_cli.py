@@ -11,7 +11,7 @@ import dask_aws_magic as dam
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dask_aws_magic.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dask_aws_magic.faces.cli", *args], capture_output=True, text=True,
                           env=os.environ, timeout=120)
 
 

@@ -14,8 +14,9 @@ import boto3
 import pytest
 
 import dask_aws_magic as dam
-from dask_aws_magic import bootstrap, operations, registry
-from dask_aws_magic.errors import AwsError, Interrupted, LaunchError, ProfileError, WaitTimeout
+from dask_aws_magic.backends.ec2 import userdata
+from dask_aws_magic.core import lifecycle, registry
+from dask_aws_magic.core.errors import AwsError, Interrupted, LaunchError, ProfileError, WaitTimeout
 from dask_aws_magic.sandbox import Sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -70,7 +71,7 @@ def test_up_compute_list_scale_logs_down(sb):
         events.append((event.stage, registry.get("ec2-test")))
 
     sb.reset_calls()
-    handle = operations.up("ec2-test", wait_workers=2, on_event=watch)
+    handle = lifecycle.up("ec2-test", wait_workers=2, on_event=watch)
     calls = sb.calls()
     assert calls["ec2:RunInstances"] == 2  # one per role, whatever the number of workers
     # The record exists, with the instances, while up is still waiting.
@@ -125,7 +126,7 @@ def test_user_data_small_and_free_of_credentials(sb, home):
         raw = ec2().describe_instance_attribute(InstanceId=scheduler, Attribute="userData")["UserData"]["Value"]
         text = base64.b64decode(raw).decode()
         assert "BEGIN CERTIFICATE" in text  # TLS on
-        assert len(text.encode()) < bootstrap.EC2_USER_DATA_LIMIT / 2
+        assert len(text.encode()) < userdata.EC2_USER_DATA_LIMIT / 2
         secret = os.environ["AWS_SECRET_ACCESS_KEY"]
         for where in (text, (home / "clusters" / "ec2-test.json").read_text(), sb.console_output(scheduler)):
             assert secret not in where and "AWS_SECRET_ACCESS_KEY" not in where
@@ -252,7 +253,7 @@ def test_instance_terminated_mid_boot(sb):
 
     started = time.monotonic()
     with pytest.raises(LaunchError, match="scheduler instance .* is (shutting-down|terminated)"):
-        operations.up("ec2-test", on_event=kill_scheduler)
+        lifecycle.up("ec2-test", on_event=kill_scheduler)
     assert time.monotonic() - started < 30
 
 
@@ -267,7 +268,7 @@ def test_timeout_and_interrupt_tear_down(sb):
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="torn down"):
-        operations.up("ec2-test", on_event=interrupt)
+        lifecycle.up("ec2-test", on_event=interrupt)
 
 
 def test_idle_cluster_terminates_itself(sb):

@@ -24,7 +24,7 @@ def shell(home):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dask_aws_magic.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dask_aws_magic.faces.cli", *args], capture_output=True, text=True,
                           env=os.environ, timeout=120)
 
 

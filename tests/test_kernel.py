@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.util import run_sync
 
-from dask_aws_magic import registry
+from dask_aws_magic.core import registry
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[1]

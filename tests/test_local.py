@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 import dask_aws_magic as dam
-from dask_aws_magic import registry
-from dask_aws_magic.errors import (
+from dask_aws_magic.core import registry
+from dask_aws_magic.core.errors import (
     ClusterDead,
     ClusterExists,
     ClusterNotFound,
@@ -22,7 +22,7 @@ from dask_aws_magic.errors import (
     LaunchError,
     WaitTimeout,
 )
-from dask_aws_magic.operations import up as core_up
+from dask_aws_magic.core.lifecycle import up as core_up
 
 from .conftest import cluster_processes
 
@@ -181,7 +181,7 @@ def test_failed_scheduler_fails_fast_with_its_log(home):
 
 
 def test_sigint_to_terminal_up_leaves_nothing(home):
-    proc = subprocess.Popen([sys.executable, "-m", "dask_aws_magic.cli", "up", "-w", "2"], env=os.environ,
+    proc = subprocess.Popen([sys.executable, "-m", "dask_aws_magic.faces.cli", "up", "-w", "2"], env=os.environ,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while not registry.get("local") or not registry.read("local").resources.get("workers"):

@@ -8,8 +8,8 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from dask_aws_magic import registry
-from dask_aws_magic.magics import DaskClusterMagics
+from dask_aws_magic.core import registry
+from dask_aws_magic.faces.magics import DaskClusterMagics
 
 
 @pytest.fixture

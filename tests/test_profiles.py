@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from dask_aws_magic import profiles
-from dask_aws_magic.errors import InvalidName, ProfileError
-from dask_aws_magic.naming import check_name
+from dask_aws_magic.core import profiles
+from dask_aws_magic.core.errors import InvalidName, ProfileError
+from dask_aws_magic.core.naming import check_name
 
 
 def write(home, name, text, suffix=".yaml"):

@@ -6,9 +6,9 @@ import multiprocessing
 
 import pytest
 
-from dask_aws_magic import paths, registry
-from dask_aws_magic.errors import ClusterNotFound, HomeNotWritable
-from dask_aws_magic.registry import ClusterRecord
+from dask_aws_magic.core import paths, registry
+from dask_aws_magic.core.errors import ClusterNotFound, HomeNotWritable
+from dask_aws_magic.core.registry import ClusterRecord
 
 
 def record(name="c1", **kw):

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..profiles import Profile
-    from ..registry import ClusterRecord
+    from ..core.profiles import Profile
+    from ..core.registry import ClusterRecord
 
 
 @dataclass
@@ -122,10 +122,10 @@ def get_backend(name: str) -> Backend:
 
         return LocalBackend()
     if name == "ec2":
-        from .ec2 import EC2Backend
+        from .ec2.backend import EC2Backend
 
         return EC2Backend()
-    from ..errors import ProfileError
+    from ..core.errors import ProfileError
 
     raise ProfileError(
         f"The backend {name!r} is not available yet (ECS and Fargate are planned); use `backend: local` or "
@@ -135,7 +135,7 @@ def get_backend(name: str) -> Backend:
 
 def aws_backends_to_scan() -> list[Backend]:
     """The AWS backends worth asking for tagged clusters: none until AWS credentials are configured."""
-    from .aws import credentials_available
+    from ..aws.session import credentials_available
 
     if not credentials_available():
         return []

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import paths
-from ..processes import create_time, running, stop_groups
-from ..profiles import parse_duration, parse_memory
+from ..core import paths
+from ..core.processes import create_time, running, stop_groups
+from ..core.profiles import parse_duration, parse_memory
 from .base import Discovered, Plan, PlannedResource, Poll
 
 if TYPE_CHECKING:
-    from ..profiles import Profile
-    from ..registry import ClusterRecord
+    from ..core.profiles import Profile
+    from ..core.registry import ClusterRecord
 
 TAG_CLUSTER = "DASK_AWS_MAGIC_CLUSTER"
 TAG_CLUSTER_ID = "DASK_AWS_MAGIC_CLUSTER_ID"
@@ -168,7 +168,7 @@ class LocalBackend:
             "--scheduler-file", str(self._scheduler_file(record)),
         ]
         if record.settings.get("idle_timeout"):
-            scheduler_argv += ["--preload", "dask_aws_magic.idle_preload",
+            scheduler_argv += ["--preload", "dask_aws_magic.core.idle_preload",
                                "--idle-timeout-seconds", str(record.settings["idle_timeout"])]
         record.resources["scheduler"] = self._spawn(record, "scheduler", "scheduler", scheduler_argv)
         save()
@@ -229,7 +229,7 @@ class LocalBackend:
         clusters: dict[str, Discovered] = {}
         for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
             cmdline = proc.info["cmdline"] or []
-            if not any("distributed.cli" in part or "dask_aws_magic.adaptive" in part for part in cmdline):
+            if not any("distributed.cli" in part or "dask_aws_magic.core.adaptive" in part for part in cmdline):
                 continue
             try:
                 if os.getpgid(proc.info["pid"]) != proc.info["pid"]:

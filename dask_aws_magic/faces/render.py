@@ -6,8 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .backends.base import Plan
-from .registry import ClusterRecord
+from ..backends.base import Plan
+from ..core.registry import ClusterRecord
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import operations
-from .backends.base import Plan
+from ..backends.base import Plan
+from ..core import lifecycle
+from ..core.registry import ClusterRecord
 from .handle import ClusterHandle
-from .registry import ClusterRecord
 
 
 def up(
@@ -30,7 +30,7 @@ def up(
 
     reporter = ProgressReporter(f"up {name or profile}") if progress else None
     try:
-        return operations.up(profile, name=name, workers=workers, overrides=overrides, timeout=timeout,
+        return lifecycle.up(profile, name=name, workers=workers, overrides=overrides, timeout=timeout,
                              wait_workers=wait_workers, keep_on_failure=keep_on_failure, on_event=reporter)
     finally:
         if reporter is not None:
@@ -39,50 +39,50 @@ def up(
 
 def attach(name: str) -> ClusterHandle:
     """Connect to the running cluster ``name`` (started by any kernel or the terminal)."""
-    return operations.attach(name)
+    return lifecycle.attach(name)
 
 
 def down(name: str | Iterable[str] | None = None, *, all: bool = False) -> list[str]:
     """Stop one or more clusters (or ``all=True``) and remove what they created."""
     names = [name] if isinstance(name, str) else list(name or [])
-    return operations.down(names, all=all)
+    return lifecycle.down(names, all=all)
 
 
 def list_clusters() -> list[ClusterRecord]:
     """Every known cluster, reconciled with what is really running."""
-    return operations.list_clusters()
+    return lifecycle.list_clusters()
 
 
 def plan(profile: str = "local", overrides: Iterable[str] | Mapping[str, Any] | None = None) -> Plan:
     """What ``up(profile)`` would create and cost, without creating anything."""
-    return operations.plan(profile, overrides)
+    return lifecycle.plan(profile, overrides)
 
 
 def profiles() -> list[dict[str, str]]:
     """Every available profile with its backend, source and description."""
-    return operations.profiles()
+    return lifecycle.profiles()
 
 
 def status(name: str) -> dict[str, Any]:
     """Workers, threads, memory and tasks of the cluster ``name``."""
-    return operations.status(name)
+    return lifecycle.status(name)
 
 
 def scale(name: str, workers: int) -> ClusterRecord:
     """Set the number of workers of the cluster ``name``."""
-    return operations.scale(name, workers)
+    return lifecycle.scale(name, workers)
 
 
 def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRecord:
     """Let the cluster ``name`` scale between ``minimum`` and ``maximum`` workers."""
-    return operations.adapt(name, minimum, maximum)
+    return lifecycle.adapt(name, minimum, maximum)
 
 
 def logs(name: str) -> dict[str, str]:
     """Log output of each process or instance of the cluster ``name``."""
-    return operations.logs(name)
+    return lifecycle.logs(name)
 
 
 def restart(name: str) -> ClusterRecord:
     """Restart the workers of the cluster ``name``."""
-    return operations.restart(name)
+    return lifecycle.restart(name)

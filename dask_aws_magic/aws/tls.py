@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .errors import LaunchError
+from ..core.errors import LaunchError
 
 CHECKIP_URL = "https://checkip.amazonaws.com"
 IMDS_ADDRESS = "169.254.169.254"  # link-local, so on EC2 the route to it leaves by the VPC interface

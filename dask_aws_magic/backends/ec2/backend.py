@@ -17,16 +17,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .. import bootstrap, pricing
-from ..errors import AwsError, LaunchError, ProfileError
-from ..profiles import parse_duration, parse_memory
-from ..security import ClusterTLS, caller_cidr, check_cidr, new_cluster_tls
-from .aws import error_code, explain, session
-from .base import Discovered, Plan, PlannedResource, Poll
+from ...aws import pricing
+from ...aws.session import error_code, explain, session
+from ...aws.tls import ClusterTLS, caller_cidr, check_cidr, new_cluster_tls
+from ...core.errors import AwsError, LaunchError, ProfileError
+from ...core.profiles import parse_duration, parse_memory
+from ..base import Discovered, Plan, PlannedResource, Poll
+from . import userdata
 
 if TYPE_CHECKING:
-    from ..profiles import Profile
-    from ..registry import ClusterRecord
+    from ...core.profiles import Profile
+    from ...core.registry import ClusterRecord
 
 TAG_CLUSTER = "dask-aws-magic:cluster"
 TAG_CLUSTER_ID = "dask-aws-magic:cluster-id"
@@ -143,7 +144,7 @@ class EC2Backend:
                 spot_hourly_cost=None if spot is None else spot * n,
             ))
         resources.insert(0, PlannedResource(
-            "security-group", "network", 1, f"ports {bootstrap.SCHEDULER_PORT}-{bootstrap.DASHBOARD_PORT} from "
+            "security-group", "network", 1, f"ports {userdata.SCHEDULER_PORT}-{userdata.DASHBOARD_PORT} from "
             f"{cidr}{', 22 from it too' if roles['scheduler'].get('key_name') else ''}; all traffic inside"))
         tls = network.get("tls", True)
         notes = [
@@ -259,7 +260,7 @@ class EC2Backend:
     def _ingress(self, group: str, s: dict[str, Any]) -> list[dict[str, Any]]:
         rules = [
             {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group, "Description": "inside the cluster"}]},
-            {"IpProtocol": "tcp", "FromPort": bootstrap.SCHEDULER_PORT, "ToPort": bootstrap.DASHBOARD_PORT,
+            {"IpProtocol": "tcp", "FromPort": userdata.SCHEDULER_PORT, "ToPort": userdata.DASHBOARD_PORT,
              "IpRanges": [{"CidrIp": s["ingress_cidr"], "Description": "scheduler and dashboard"}]},
         ]
         if s["roles"]["scheduler"].get("key_name") or s["roles"]["worker"].get("key_name"):
@@ -267,12 +268,12 @@ class EC2Backend:
                           "IpRanges": [{"CidrIp": s["ingress_cidr"], "Description": "ssh"}]})
         return rules
 
-    def _node(self, record: ClusterRecord, role: str, scheduler_ip: str | None) -> bootstrap.NodeSpec:
+    def _node(self, record: ClusterRecord, role: str, scheduler_ip: str | None) -> userdata.NodeSpec:
         s = record.settings
         tls = record.resources.get("tls")
-        return bootstrap.NodeSpec(
+        return userdata.NodeSpec(
             role=role, cluster=record.name, cluster_id=record.cluster_id,
-            software=bootstrap.Software(**s["software"]), tls=ClusterTLS(**tls) if tls else None,
+            software=userdata.Software(**s["software"]), tls=ClusterTLS(**tls) if tls else None,
             scheduler_ip=scheduler_ip, nprocs=s["nprocs"], nthreads=s["nthreads"], memory=s["memory"],
             idle_timeout=s["idle_timeout"] if role == "scheduler" else 0.0, max_lifetime=s["max_lifetime"],
         )
@@ -285,7 +286,7 @@ class EC2Backend:
         request: dict[str, Any] = {
             "ImageId": s["amis"][role],
             "InstanceType": cfg["type"],
-            "UserData": bootstrap.user_data(self._node(record, role, scheduler_ip)),
+            "UserData": userdata.user_data(self._node(record, role, scheduler_ip)),
             "SecurityGroupIds": [record.resources["security_group"]],
             "InstanceInitiatedShutdownBehavior": "terminate",
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
@@ -323,7 +324,7 @@ class EC2Backend:
         markets = ["spot", "on-demand"] if cfg.get("spot") and role == "worker" else ["on-demand"]
         launched: list[dict[str, Any]] = []
         last_error: BaseException | None = None
-        if len(request["UserData"].encode()) > bootstrap.EC2_USER_DATA_LIMIT:
+        if len(request["UserData"].encode()) > userdata.EC2_USER_DATA_LIMIT:
             raise LaunchError(f"The {role} user-data is {len(request['UserData'].encode())} bytes, over EC2's "
                               "16 KB limit: shorten `software.env` or `software.pip`.")
         nonce = uuid.uuid4().hex[:8]  # retries within this call share tokens; a later `scale` must not
@@ -381,8 +382,8 @@ class EC2Backend:
                                    "`network.use_private_ip: true` from a notebook inside the VPC.")
             if ip:
                 protocol = "tls" if record.resources.get("tls") else "tcp"
-                address = f"{protocol}://{ip}:{bootstrap.SCHEDULER_PORT}"
-                dashboard = f"http://{ip}:{bootstrap.DASHBOARD_PORT}/status"
+                address = f"{protocol}://{ip}:{userdata.SCHEDULER_PORT}"
+                dashboard = f"http://{ip}:{userdata.DASHBOARD_PORT}/status"
         return Poll(address=address, dashboard=dashboard, message=f"instances {running}/{total} running",
                     done=running, total=total)
 
@@ -398,7 +399,7 @@ class EC2Backend:
         with aws(f"reading the certificate of {record.name}"):
             reply = ec2.describe_instance_attribute(InstanceId=record.resources["scheduler"], Attribute="userData")
         text = base64.b64decode(reply.get("UserData", {}).get("Value", "") or b"").decode(errors="replace")
-        tls = bootstrap.certificate_from_user_data(text)
+        tls = userdata.certificate_from_user_data(text)
         if tls is None:
             return None
         record.resources["tls"] = {"cert": tls.cert, "key": tls.key}
@@ -412,7 +413,7 @@ class EC2Backend:
                    for i in self._describe(record))
 
     def discover(self) -> list[Discovered]:
-        from .. import registry
+        from ...core import registry
 
         records, _ = registry.scan()
         regions = {r.settings.get("region") for r in records if r.backend == self.name}
@@ -435,8 +436,8 @@ class EC2Backend:
                     ip = inst.get("PublicIpAddress") or inst.get("PrivateIpAddress")
                     if ip:
                         protocol = _tag(inst, TAG_PROTOCOL) or "tls"
-                        item.scheduler_address = f"{protocol}://{ip}:{bootstrap.SCHEDULER_PORT}"
-                        item.dashboard_link = f"http://{ip}:{bootstrap.DASHBOARD_PORT}/status"
+                        item.scheduler_address = f"{protocol}://{ip}:{userdata.SCHEDULER_PORT}"
+                        item.dashboard_link = f"http://{ip}:{userdata.DASHBOARD_PORT}/status"
                 else:
                     item.resources["workers"][inst["InstanceId"]] = {"spot": inst.get("InstanceLifecycle") == "spot"}
             for group in groups.get("SecurityGroups", []):

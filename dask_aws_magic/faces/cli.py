@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ..core.errors import DaskAwsMagicError
 from .arguments import UsageProblem, build_parser, full_help, parse
-from .errors import DaskAwsMagicError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,46 +35,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args) -> str:
-    from . import operations, render
+    from ..core import lifecycle
+    from . import render
 
     command = args.command
     if command == "list":
         problems: list[str] = []
-        text = render.clusters(operations.list_clusters(problems))
+        text = render.clusters(lifecycle.list_clusters(problems))
         return "\n".join([text, *(f"warning: {p}" for p in problems)])
     if command == "status":
         if not args.name:
-            return render.clusters(operations.list_clusters())
-        return render.status(operations.status(args.name))
+            return render.clusters(lifecycle.list_clusters())
+        return render.status(lifecycle.status(args.name))
     if command == "down":
         if not args.names and not args.all:
             raise UsageProblem("dask-aws-magic down: name the cluster(s), or pass --all.")
-        return "\n".join(operations.down(args.names, all=args.all)) or "No clusters to stop."
+        return "\n".join(lifecycle.down(args.names, all=args.all)) or "No clusters to stop."
     if command == "plan":
-        return render.plan(operations.plan(args.profile or "local", args.overrides, name=args.name,
+        return render.plan(lifecycle.plan(args.profile or "local", args.overrides, name=args.name,
                                            workers=args.workers))
     if command == "profiles":
-        return render.profiles(operations.profiles())
+        return render.profiles(lifecycle.profiles())
     if command == "scale":
-        operations.scale(args.name, args.n)
+        lifecycle.scale(args.name, args.n)
         return f"Cluster {args.name!r} scaled to {args.n} worker(s)."
     if command == "adapt":
-        operations.adapt(args.name, args.minimum, args.maximum)
+        lifecycle.adapt(args.name, args.minimum, args.maximum)
         return f"Cluster {args.name!r} adapts between {args.minimum} and {args.maximum} worker(s)."
     if command == "logs":
-        return render.logs(operations.logs(args.name))
+        return render.logs(lifecycle.logs(args.name))
     if command == "restart":
-        operations.restart(args.name)
+        lifecycle.restart(args.name)
         return f"Restarted the workers of {args.name!r}."
     if command == "dashboard":
-        return operations._find(args.name).dashboard_link or "no dashboard" if args.name else \
-            render.clusters(operations.list_clusters())
+        return lifecycle._find(args.name).dashboard_link or "no dashboard" if args.name else \
+            render.clusters(lifecycle.list_clusters())
     if command == "up":
         from .progress import ProgressReporter
 
         reporter = ProgressReporter(f"up {args.name or args.profile or 'local'}", notebook=False)
         try:
-            handle = operations.up(args.profile or "local", name=args.name, workers=args.workers,
+            handle = lifecycle.up(args.profile or "local", name=args.name, workers=args.workers,
                                    overrides=args.overrides, timeout=args.timeout,
                                    wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure,
                                    on_event=reporter)

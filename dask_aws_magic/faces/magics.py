@@ -1,4 +1,4 @@
-"""``%dask_cluster`` and ``%%dask_cluster``: the notebook face of the operations."""
+"""``%dask_cluster`` and ``%%dask_cluster``: the notebook face of the lifecycle."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Unicode
 from traitlets.config import Configurable
 
+from ..core.errors import DaskAwsMagicError
 from .arguments import UsageProblem, build_parser, full_help, parse
-from .errors import DaskAwsMagicError
 
 _PARSER = build_parser()
 
@@ -50,7 +50,7 @@ class DaskClusterMagics(Magics, Configurable):
 
     # -- subcommands -----------------------------------------------------------------------
     def _up(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
         from .progress import ProgressReporter
 
         self._client_var(args.client_var)
@@ -58,7 +58,7 @@ class DaskClusterMagics(Magics, Configurable):
         name = args.name or (None if cell is None else profile)
         reporter = ProgressReporter(f"up {name or profile}") if self.progress else None
         try:
-            handle = operations.up(
+            handle = lifecycle.up(
                 profile, name=name, workers=args.workers, overrides=args.overrides, body=cell,
                 timeout=args.timeout, wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure,
                 on_event=reporter,
@@ -69,9 +69,9 @@ class DaskClusterMagics(Magics, Configurable):
         self._inject(handle, args.client_var)
 
     def _attach(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
 
-        self._inject(operations.attach(args.name), args.client_var)
+        self._inject(lifecycle.attach(args.name), args.client_var)
 
     def _client_var(self, client_var: str | None) -> str:
         var = client_var or self.client_var
@@ -100,20 +100,21 @@ class DaskClusterMagics(Magics, Configurable):
             print(f"{text} Dashboard: {link or 'none'}")
 
     def _down(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
 
         if not args.names and not args.all:
             raise UsageError("%dask_cluster down: name the cluster(s), e.g. `down local`, or pass --all.")
-        for line in operations.down(args.names, all=args.all):
+        for line in lifecycle.down(args.names, all=args.all):
             print(line)
         for name in list(self.handles) if args.all else args.names:
             self.handles.pop(name, None)
 
     def _list(self, args: Any, cell: str | None) -> None:
-        from . import operations, render
+        from ..core import lifecycle
+        from . import render
 
         problems: list[str] = []
-        print(render.clusters(operations.list_clusters(problems)))
+        print(render.clusters(lifecycle.list_clusters(problems)))
         for problem in problems:
             print(f"warning: {problem}")
 
@@ -123,61 +124,65 @@ class DaskClusterMagics(Magics, Configurable):
             return name
         if len(self.handles) == 1:
             return next(iter(self.handles))
-        from . import operations
+        from ..core import lifecycle
 
-        live = [r.name for r in operations.list_clusters() if r.live]
+        live = [r.name for r in lifecycle.list_clusters() if r.live]
         if len(live) == 1:
             return live[0]
         raise UsageError(f"Name the cluster: there are {len(live)} running ({', '.join(live) or 'none'}).")
 
     def _status(self, args: Any, cell: str | None) -> None:
-        from . import operations, render
+        from ..core import lifecycle
+        from . import render
 
-        print(render.status(operations.status(self._pick(args.name))))
+        print(render.status(lifecycle.status(self._pick(args.name))))
 
     def _scale(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
 
-        record = operations.scale(args.name, args.n)
+        record = lifecycle.scale(args.name, args.n)
         print(f"Cluster {record.name!r} scaled to {args.n} worker(s).")
 
     def _adapt(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
 
-        operations.adapt(args.name, args.minimum, args.maximum)
+        lifecycle.adapt(args.name, args.minimum, args.maximum)
         print(f"Cluster {args.name!r} adapts between {args.minimum} and {args.maximum} worker(s).")
 
     def _plan(self, args: Any, cell: str | None) -> None:
-        from . import operations, render
+        from ..core import lifecycle
+        from . import render
 
         profile = args.profile or ("cell" if cell is not None else self.default_profile)
-        print(render.plan(operations.plan(profile, args.overrides, name=args.name, workers=args.workers,
+        print(render.plan(lifecycle.plan(profile, args.overrides, name=args.name, workers=args.workers,
                                           body=cell)))
 
     def _profiles(self, args: Any, cell: str | None) -> None:
-        from . import operations, render
+        from ..core import lifecycle
+        from . import render
 
-        print(render.profiles(operations.profiles()))
+        print(render.profiles(lifecycle.profiles()))
 
     def _dashboard(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
 
-        record = operations._find(self._pick(args.name))
+        record = lifecycle._find(self._pick(args.name))
         self._show_link(record.dashboard_link, f"Cluster {record.name!r}.")
 
     def _logs(self, args: Any, cell: str | None) -> None:
-        from . import operations, render
+        from ..core import lifecycle
+        from . import render
 
-        print(render.logs(operations.logs(args.name)))
+        print(render.logs(lifecycle.logs(args.name)))
 
     def _restart(self, args: Any, cell: str | None) -> None:
-        from . import operations
+        from ..core import lifecycle
 
-        operations.restart(args.name)
+        lifecycle.restart(args.name)
         print(f"Restarted the workers of {args.name!r}.")
 
     def _sandbox(self, args: Any, cell: str | None) -> None:
-        from . import sandbox
+        from .. import sandbox
 
         if args.action == "start":
             sb = sandbox.start(boot_delay=args.boot_delay)

@@ -1,10 +1,10 @@
 """Adaptive scaling, run as a small detached process beside the cluster.
 
 The process asks the scheduler how many workers its load wants (``adaptive_target``), clamps
-that to the bounds and calls :func:`operations.scale`. It lives outside the kernel so that the
+that to the bounds and calls :func:`lifecycle.scale`. It lives outside the kernel so that the
 cluster keeps adapting after the kernel that asked for it is gone; ``scale`` and ``down`` stop it.
 
-Run as ``python -m dask_aws_magic.adaptive NAME MINIMUM MAXIMUM``.
+Run as ``python -m dask_aws_magic.core.adaptive NAME MINIMUM MAXIMUM``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ DOWN_AFTER = 3
 
 def spawn_adaptor(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
     """Start the adaptor process for ``record``; return its process info for the record."""
+    from ..backends.local import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_HOME, TAG_ROLE, run_dir
     from . import paths
-    from .backends.local import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_HOME, TAG_ROLE, run_dir
     from .processes import create_time
 
     env = dict(os.environ)
@@ -37,7 +37,7 @@ def spawn_adaptor(record: ClusterRecord, minimum: int, maximum: int) -> dict[str
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "adaptor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_aws_magic.adaptive", record.name, str(minimum), str(maximum)],
+            [sys.executable, "-m", "dask_aws_magic.core.adaptive", record.name, str(minimum), str(maximum)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )
@@ -57,9 +57,9 @@ def run(name: str, minimum: int, maximum: int) -> None:
     """Adapt ``name`` until the cluster is gone; errors are logged and the next check retries."""
     import math
 
-    from . import operations, registry
+    from ..faces.handle import open_client
+    from . import lifecycle, registry
     from .errors import DaskAwsMagicError
-    from .handle import open_client
 
     record = registry.read(name)
     # Named so that the scheduler's idle check does not count this client as a user.
@@ -77,7 +77,7 @@ def run(name: str, minimum: int, maximum: int) -> None:
             goal, streak = target(current, math.ceil(wanted / per_worker), minimum, maximum, streak)
             if goal != current:
                 print(f"scaling {name} from {current} to {goal} workers (load wants {wanted})", flush=True)
-                operations.scale(name, goal, stop_adaptive=False)
+                lifecycle.scale(name, goal, stop_adaptive=False)
         except (DaskAwsMagicError, OSError, TimeoutError) as exc:
             print(f"adapting {name} failed this time: {exc}", flush=True)
         time.sleep(INTERVAL)

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+from ..backends import Discovered, Event, Plan, Poll, get_backend
+from ..faces.handle import ClusterHandle, close_handles, open_client
 from . import registry
-from .backends import Discovered, Event, Plan, Poll, get_backend
 from .errors import (
     ClusterDead,
     ClusterExists,
@@ -27,7 +28,6 @@ from .errors import (
     LaunchError,
     WaitTimeout,
 )
-from .handle import ClusterHandle, close_handles, open_client
 from .naming import check_name, new_cluster_id
 from .profiles import Profile, load
 from .registry import ClusterRecord
@@ -85,7 +85,7 @@ def _discover_all(problems: list[str] | None = None) -> tuple[list[Discovered], 
     """Clusters found from each backend's own source of truth (processes, AWS tags), and the names
     of the backends that answered. One that cannot be asked (AWS misconfigured, say) is reported
     in ``problems`` and skipped."""
-    from .backends.base import aws_backends_to_scan
+    from ..backends.base import aws_backends_to_scan
 
     found, scanned = get_backend("local").discover(), {"local"}
     for backend in aws_backends_to_scan():

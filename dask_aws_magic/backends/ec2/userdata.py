@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .security import ClusterTLS
+from ...aws.tls import ClusterTLS
 
 EC2_USER_DATA_LIMIT = 16 * 1024
 SCHEDULER_PORT = 8786
@@ -157,7 +157,7 @@ def user_data(spec: NodeSpec) -> str:
         script += "export DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True\n"
         exported.append("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION")
     if spec.role == "scheduler" and spec.idle_timeout:
-        preload = resources.files("dask_aws_magic").joinpath("idle_preload.py").read_text()
+        preload = resources.files("dask_aws_magic").joinpath("core/idle_preload.py").read_text()
         script += _heredoc(f"{HOME}/idle_preload.py", preload, "PRELOAD")
     script += _software(spec, exported)
     script += f'echo "dask-aws-magic: starting the {spec.role} on $IP"\n'

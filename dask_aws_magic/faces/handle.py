@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from distributed import Client
 
-    from .registry import ClusterRecord
+    from ..core.registry import ClusterRecord
 
 _open: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
 
@@ -63,26 +63,26 @@ class ClusterHandle:
     # -- operations ----------------------------------------------------------------------
     def scale(self, n: int) -> None:
         """Set the number of workers."""
-        from . import operations
+        from ..core import lifecycle
 
-        self.record = operations.scale(self.name, n)
+        self.record = lifecycle.scale(self.name, n)
 
     def adapt(self, minimum: int = 0, maximum: int | None = None) -> None:
         """Scale between ``minimum`` and ``maximum`` workers with the load."""
-        from . import operations
+        from ..core import lifecycle
 
-        self.record = operations.adapt(self.name, minimum, maximum)
+        self.record = lifecycle.adapt(self.name, minimum, maximum)
 
     def status(self) -> dict[str, Any]:
-        from . import operations
+        from ..core import lifecycle
 
-        return operations.status(self.name)
+        return lifecycle.status(self.name)
 
     def down(self) -> list[str]:
         """Stop the cluster and remove everything it created."""
-        from . import operations
+        from ..core import lifecycle
 
-        return operations.down([self.name])
+        return lifecycle.down([self.name])
 
     def __enter__(self) -> ClusterHandle:
         return self
@@ -118,8 +118,8 @@ def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default:
     cannot connect."""
     from distributed import Client
 
-    from .backends import get_backend
-    from .errors import ClusterDead
+    from ..backends import get_backend
+    from ..core.errors import ClusterDead
 
     try:
         return Client(record.scheduler_address, security=get_backend(record.backend).security(record),
