@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 
 import psutil
 import pytest
 
-TAG = "DASK_AWS_MAGIC_CLUSTER_ID"
+from dask_aws_magic.core.errors import Interrupted
+
+TAGS = ("DASK_AWS_MAGIC_CLUSTER_ID", "DASK_AWS_MAGIC_ADAPTS_CLUSTER_ID")  # cluster processes, adaptors
 
 
 def cluster_processes(home: str) -> list[psutil.Process]:
@@ -21,7 +24,7 @@ def cluster_processes(home: str) -> list[psutil.Process]:
             continue
         try:
             env = proc.environ()
-            ours = TAG in env and env.get("DASK_AWS_MAGIC_TAG_HOME", "").startswith(home)
+            ours = any(tag in env for tag in TAGS) and env.get("DASK_AWS_MAGIC_TAG_HOME", "").startswith(home)
             if ours and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
@@ -52,3 +55,26 @@ def no_leftovers_at_end(tmp_path_factory):
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert not leftovers, f"cluster processes outlived the tests: {[p.pid for p in leftovers]}"
+
+
+def cancel_at(start, stage: str, during=None):
+    """Start an operation with ``start(subscriber)``, hold its thread at its first event of ``stage``,
+    cancel it from this thread, then let it go on. ``during()`` runs while it is held. Returns the
+    operation and the stages it went through."""
+    reached, released = threading.Event(), threading.Event()
+
+    def hold(event):
+        if event.stage == stage and not reached.is_set():
+            reached.set()
+            released.wait(30)
+
+    operation = start(hold)
+    assert reached.wait(60), f"the operation never reached {stage!r}: {operation.events_since(0)}"
+    if during is not None:
+        during()
+    assert operation.cancel()
+    released.set()
+    with pytest.raises(Interrupted, match="torn down"):
+        operation.result(timeout=120)
+    assert operation.state == "cancelled"
+    return operation, [e.stage for e in operation.events_since(0)]

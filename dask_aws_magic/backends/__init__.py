@@ -1,5 +1,48 @@
-"""Backends: where clusters run. All share the interface in :mod:`.base`."""
+"""Backends: where clusters run. Each implements :class:`.base.Backend` and is found by name
+through the ``dask_aws_magic.backends`` entry points, so third-party backends plug in the same way."""
 
-from .base import Backend, Discovered, Event, Plan, PlannedResource, Poll, get_backend
+from __future__ import annotations
 
-__all__ = ["Backend", "Discovered", "Event", "Plan", "PlannedResource", "Poll", "get_backend"]
+from functools import cache, lru_cache
+from typing import Any
+
+from .base import Backend, BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
+
+ENTRY_POINTS = "dask_aws_magic.backends"
+
+__all__ = ["Backend", "BackendDefaults", "Context", "Discovered", "Discovery", "Plan", "PlannedResource", "Poll",
+           "available", "get_backend", "discoverable_backends"]
+
+
+@lru_cache(maxsize=1)
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def available() -> list[str]:
+    """The names of every installed backend."""
+    return sorted(_entry_points())
+
+
+@cache
+def _load(name: str) -> type:
+    return _entry_points()[name].load()
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name`` (imported on first use)."""
+    if name not in _entry_points():
+        from ..core.errors import ProfileError
+
+        raise ProfileError(
+            f"The backend {name!r} is not installed (installed: {', '.join(available()) or 'none'}). "
+            "Fix `backend:` in the profile, or install the package that provides it."
+        )
+    return _load(name)()
+
+
+def discoverable_backends() -> list[Backend]:
+    """Every installed backend worth asking for clusters here (AWS ones only with credentials)."""
+    return [get_backend(name) for name in available() if _load(name).discoverable()]

@@ -1,14 +1,16 @@
-"""The backend interface and the records it exchanges with the operations.
+"""The backend interface and the values it exchanges with the core.
 
-Backends are stateless: everything they need to find a cluster again is in its
-:class:`~dask_aws_magic.registry.ClusterRecord` or in the tags on what they created.
+Backends are stateless: everything they need to find a cluster again is in the typed model of
+what they created (stored as JSON in the cluster's record) or in the tags on those things. Each
+call that creates, waits or removes receives a :class:`Context` from the core: to report
+progress, to notice a cancel, to wait without blocking a cancel, and to save what exists so far.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ..core.profiles import Profile
@@ -37,6 +39,8 @@ class Plan:
     workers: int
     threads_per_worker: int
     memory_per_worker: int | None
+    owner: str = ""  # the identity that will own the cluster (tagged on everything it creates)
+    processes_per_worker: int = 1  # Dask worker processes on each worker (an instance may run several)
     resources: list[PlannedResource] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # backend-resolved values launch uses
@@ -48,16 +52,6 @@ class Plan:
     @property
     def spot_hourly_cost(self) -> float:
         return sum(r.hourly_cost if r.spot_hourly_cost is None else r.spot_hourly_cost for r in self.resources)
-
-
-@dataclass
-class Event:
-    """A progress report while ``up`` waits."""
-
-    stage: str  # "plan", "launch", "boot", "connect", "workers", "ready", "teardown"
-    message: str
-    done: int | None = None
-    total: int | None = None
 
 
 @dataclass
@@ -79,64 +73,103 @@ class Discovered:
     name: str
     cluster_id: str
     backend: str
-    resources: dict[str, Any]
+    resources: dict[str, Any]  # the backend's model, as JSON
     scheduler_address: str | None = None
     dashboard_link: str | None = None
     created_at: float | None = None
+    running: bool = True  # False when only leftovers remain (no live scheduler)
+    owner: str = ""  # who started it (its owner tag); "" when the tag is missing
+
+
+@dataclass
+class Discovery:
+    """What one backend's discovery found, where it looked, and where it could not look."""
+
+    clusters: list[Discovered] = field(default_factory=list)
+    searched: list[str] = field(default_factory=list)  # scopes that answered: "this machine", "us-east-1"...
+    failed: list[str] = field(default_factory=list)  # one paragraph per scope that could not be listed
+    me: list[str] = field(default_factory=list)  # the caller's own identities in the scopes searched
+
+
+@dataclass(frozen=True)
+class BackendDefaults:
+    """What the core uses for a backend's clusters when the profile and the caller say nothing."""
+
+    timeout: float  # seconds ``up`` waits for the scheduler (and the workers it waits for)
+    poll_interval: float  # seconds between two looks at a starting cluster
+    wait_for_workers: bool  # True: ``up`` returns once every worker joined; False: once the scheduler answers
+    boot_time: float = 10.0  # seconds a new worker usually takes to join (adaptive scaling waits that long)
+
+
+class Resources(Protocol):
+    """A backend's typed model of what it created for one cluster."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R")
+
+
+class Context(Protocol):
+    """Given by the core to every backend call that creates, waits or removes."""
+
+    def emit(self, stage: str, message: str, done: int | None = None, total: int | None = None) -> None:
+        """Report progress (shown by every face, kept in the cluster's record)."""
+
+    @property
+    def cancelled(self) -> bool:
+        """True once someone asked to stop; the backend should return soon (the core tears down)."""
+
+    def check(self) -> None:
+        """Raise the core's cancel exception if cancelled."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, ending early (with the cancel exception) if cancelled. Never ``time.sleep`` in a wait loop."""
+
+    def save(self, resources: Resources) -> None:
+        """Persist what exists so far, at once, so a cancel or a crash can still tear it down."""
+
+    def retire(self, worker_names: list[str]) -> None:
+        """Ask the scheduler to move data off the Dask workers with these exact names, then close them."""
 
 
 class Backend(Protocol):
-    """What every backend implements."""
+    """What every backend implements. Found by name through the ``dask_aws_magic.backends`` entry points."""
 
-    name: str
+    name: ClassVar[str]
+    defaults: ClassVar[BackendDefaults]
+
+    @classmethod
+    def discoverable(cls) -> bool:
+        """True when asking this backend for clusters makes sense here (AWS: credentials configured)."""
 
     def plan(self, profile: Profile, name: str) -> Plan: ...
 
-    def launch(self, plan: Plan, record: ClusterRecord, save: Callable[[], None]) -> None:
-        """Start everything without waiting for it to boot; fill ``record.resources`` and call
-        ``save()`` as soon as anything exists, so that an interrupted launch can be torn down."""
+    def launch(self, ctx: Context, plan: Plan, record: ClusterRecord) -> Resources:
+        """Start everything without waiting for it to boot; ``ctx.save`` as soon as anything exists."""
 
     def poll(self, record: ClusterRecord) -> Poll: ...
 
     def security(self, record: ClusterRecord) -> Any | None:
         """The ``distributed.Security`` a client needs, or None."""
 
-    def discover(self) -> list[Discovered]: ...
+    def discover(self) -> Discovery:
+        """Every cluster of this backend that can be found here. A scope (region, credentials profile)
+        that cannot be listed goes into ``failed``, naming the backend and the scope; never raise."""
+
+    def scope(self, record: ClusterRecord) -> str:
+        """The discovery scope ``record`` lives in (matches an entry of ``Discovery.searched``)."""
 
     def alive(self, record: ClusterRecord) -> bool:
-        """True while anything of the cluster is still running."""
+        """True while the cluster's scheduler is still running."""
 
-    def terminate(self, record: ClusterRecord) -> list[str]:
+    def terminate(self, ctx: Context, record: ClusterRecord) -> list[str]:
         """Remove everything of the cluster; return one line per kind of thing removed."""
 
-    def scale(self, record: ClusterRecord, workers: int, retire: Callable[[list[str]], None]) -> None:
-        """Add or remove workers; ``retire(names)`` moves data off workers before they stop."""
+    def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> Resources:
+        """Add or remove workers (``ctx.retire`` first for those that go); return the updated model."""
 
     def logs(self, record: ClusterRecord) -> dict[str, str]: ...
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name`` (imported on first use)."""
-    if name == "local":
-        from .local import LocalBackend
-
-        return LocalBackend()
-    if name == "ec2":
-        from .ec2.backend import EC2Backend
-
-        return EC2Backend()
-    from ..core.errors import ProfileError
-
-    raise ProfileError(
-        f"The backend {name!r} is not available yet (ECS and Fargate are planned); use `backend: local` or "
-        "`backend: ec2` in the profile."
-    )
-
-
-def aws_backends_to_scan() -> list[Backend]:
-    """The AWS backends worth asking for tagged clusters: none until AWS credentials are configured."""
-    from ..aws.session import credentials_available
-
-    if not credentials_available():
-        return []
-    return [get_backend("ec2")]
+Factory = Callable[[], Backend]

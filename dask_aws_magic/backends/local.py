@@ -7,20 +7,20 @@ how :meth:`LocalBackend.discover` finds a cluster whose registry record is gone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import paths
 from ..core.processes import create_time, running, stop_groups
 from ..core.profiles import parse_duration, parse_memory
-from .base import Discovered, Plan, PlannedResource, Poll
+from . import dask_commands
+from .base import BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
 
 if TYPE_CHECKING:
     from ..core.profiles import Profile
@@ -30,10 +30,47 @@ TAG_CLUSTER = "DASK_AWS_MAGIC_CLUSTER"
 TAG_CLUSTER_ID = "DASK_AWS_MAGIC_CLUSTER_ID"
 TAG_ROLE = "DASK_AWS_MAGIC_ROLE"
 TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"
+TAG_OWNER = "DASK_AWS_MAGIC_OWNER"
+
+
+def local_identity() -> str:
+    """Who runs this process, as an owner tag: ``local:USER``."""
+    import getpass
+
+    return f"local:{getpass.getuser()}"
 HOST = "127.0.0.1"
 # Going down, a nanny asks its forked worker to close and waits up to 8 s for it; nothing is
 # left to save by then, so the processes get this long before SIGKILL.
 STOP_GRACE = 1.0
+
+
+@dataclass
+class LocalResources:
+    """The processes of one local cluster: ``{"pid", "started"}`` each, workers by Dask name."""
+
+    run_dir: str
+    tls_dir: str | None = None  # the cluster's TLS material (0600 files in a 0700 folder), None without TLS
+    scheduler: dict[str, Any] | None = None
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> pid, started, index
+    next_index: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LocalResources:
+        return cls(run_dir=data.get("run_dir", ""), tls_dir=data.get("tls_dir"), scheduler=data.get("scheduler"),
+                   workers=dict(data.get("workers") or {}), next_index=data.get("next_index", 0))
+
+    def tls_files(self) -> dask_commands.TLSFiles | None:
+        if not self.tls_dir:
+            return None
+        folder = Path(self.tls_dir)
+        return dask_commands.TLSFiles(ca=str(folder / "ca.pem"), cert=str(folder / "cert.pem"),
+                                      key=str(folder / "key.pem"))
+
+    def processes(self) -> list[dict[str, Any]]:
+        return [info for info in (self.scheduler, *self.workers.values()) if info]
 
 
 def default_sizing(cores: int, total_memory: int) -> tuple[int, int, int]:
@@ -63,7 +100,13 @@ def _total_memory() -> int:
 class LocalBackend:
     """Processes on this machine."""
 
-    name = "local"
+    name: ClassVar[str] = "local"
+    defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=60.0, poll_interval=0.05, wait_for_workers=True,
+                                                          boot_time=5.0)
+
+    @classmethod
+    def discoverable(cls) -> bool:
+        return True
 
     # -- plan / launch -------------------------------------------------------------------
     def plan(self, profile: Profile, name: str) -> Plan:
@@ -75,15 +118,15 @@ class LocalBackend:
         memory = parse_memory(spec.get("memory")) or _total_memory() // workers
         idle = parse_duration(profile.data.get("lifecycle", {}).get("idle_timeout"))
         notes = [f"idle timeout {idle:g} s" if idle else "no idle timeout (stop it with `down`)"]
+        if profile.data.get("network", {}).get("tls", True):
+            notes.append("TLS on: other users of this machine cannot connect (the keys stay in your home)")
+        else:
+            notes.append("TLS OFF: any user of this machine can connect to the scheduler and run code as you")
         if profile.data.get("instance") or profile.data.get("region"):
             notes.append("AWS fields (instance, region) are ignored by the local backend")
         return Plan(
-            name=name,
-            backend=self.name,
-            profile=profile.name,
-            workers=workers,
-            threads_per_worker=threads,
-            memory_per_worker=memory,
+            name=name, backend=self.name, profile=profile.name, workers=workers, owner=local_identity(),
+            threads_per_worker=threads, memory_per_worker=memory,
             resources=[
                 PlannedResource("process", "scheduler", 1, f"dask scheduler on {HOST}"),
                 PlannedResource(
@@ -97,6 +140,9 @@ class LocalBackend:
                 "env": profile.data.get("software", {}).get("env", {}),
                 "port": profile.data.get("scheduler", {}).get("port", 0),
                 "dashboard_port": profile.data.get("scheduler", {}).get("dashboard_port", 0),
+                "threads_per_worker": threads,
+                "memory_per_worker": memory,
+                "tls": profile.data.get("network", {}).get("tls", True),
             },
         )
 
@@ -111,125 +157,117 @@ class LocalBackend:
             TAG_CLUSTER_ID: record.cluster_id,
             TAG_ROLE: role,
             TAG_HOME: str(paths.home().resolve()),
+            TAG_OWNER: record.owner,
             "PYTHONUNBUFFERED": "1",
         })
         return env
 
     def _spawn(self, record: ClusterRecord, role: str, label: str, argv: list[str]) -> dict[str, Any]:
         folder = run_dir(record.name)
-        with open(folder / f"{label}.log", "ab") as log:
+        with paths.private_file(folder / f"{label}.log") as log:
             proc = subprocess.Popen(
-                [sys.executable, *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env(record, role),
-                cwd=folder,
-                start_new_session=True,
-                close_fds=True,
+                [sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self._env(record, role), cwd=folder, start_new_session=True, close_fds=True,
+                umask=0o077,  # the scheduler file and the workers' spill: this user's only
             )
         return {"pid": proc.pid, "started": create_time(proc.pid)}
 
     def _scheduler_file(self, record: ClusterRecord) -> Path:
         return run_dir(record.name) / "scheduler.json"
 
-    def _spawn_worker(self, record: ClusterRecord, index: int) -> tuple[str, dict[str, Any]]:
-        worker_name = f"{record.name}-{index}"
-        settings = record.settings
-        argv = [
-            "-m", "distributed.cli.dask_worker",
-            "--scheduler-file", str(self._scheduler_file(record)),
-            "--name", worker_name,
-            "--nworkers", "1",
-            "--nthreads", str(settings["threads_per_worker"]),
-            "--memory-limit", str(settings["memory_per_worker"]),
-            "--host", HOST,
-            "--no-dashboard",  # as LocalCluster's workers: saves each worker importing bokeh
-            "--local-directory", str(run_dir(record.name) / "work"),
-            "--death-timeout", "60",
-        ]
-        return worker_name, self._spawn(record, "worker", f"worker-{index}", argv)
-
-    def launch(self, plan: Plan, record: ClusterRecord, save: Callable[[], None]) -> None:
+    def launch(self, ctx: Context, plan: Plan, record: ClusterRecord) -> LocalResources:
         folder = run_dir(record.name)
         shutil.rmtree(folder, ignore_errors=True)
-        (folder / "work").mkdir(parents=True)
-        record.settings.update(plan.settings)
-        record.settings.update({
-            "threads_per_worker": plan.threads_per_worker,
-            "memory_per_worker": plan.memory_per_worker,
-        })
-        record.resources = {"run_dir": str(folder), "scheduler": None, "workers": {}, "next_index": 0}
-        scheduler_argv = [
-            "-m", "distributed.cli.dask_scheduler",
-            "--host", HOST,
-            "--port", str(record.settings["port"]),
-            "--dashboard-address", f"{HOST}:{record.settings['dashboard_port']}",
-            "--scheduler-file", str(self._scheduler_file(record)),
-        ]
-        if record.settings.get("idle_timeout"):
-            scheduler_argv += ["--preload", "dask_aws_magic.core.idle_preload",
-                               "--idle-timeout-seconds", str(record.settings["idle_timeout"])]
-        record.resources["scheduler"] = self._spawn(record, "scheduler", "scheduler", scheduler_argv)
-        save()
+        paths.ensure_home()
+        folder.mkdir(mode=0o700)
+        (folder / "work").mkdir(mode=0o700)
+        s = record.settings
+        model = LocalResources(run_dir=str(folder))
+        if s.get("tls", True):
+            model.tls_dir = str(self._write_tls(record, folder / "tls"))
+        argv = dask_commands.scheduler(
+            host=HOST, port=s["port"], dashboard_address=f"{HOST}:{s['dashboard_port']}",
+            protocol="tls" if model.tls_dir else "tcp", tls=model.tls_files(),
+            scheduler_file=str(self._scheduler_file(record)), idle_timeout=s.get("idle_timeout") or 0.0,
+        )
+        model.scheduler = self._spawn(record, "scheduler", "scheduler", argv)
+        ctx.save(model)
         # Workers start at once: they wait for the scheduler file rather than for us.
-        self._add_workers(record, plan.workers)
-        save()
+        self._add_workers(ctx, record, model, plan.workers)
+        return model
 
-    def _add_workers(self, record: ClusterRecord, count: int) -> None:
+    def _add_workers(self, ctx: Context, record: ClusterRecord, model: LocalResources, count: int) -> None:
         for _ in range(count):
-            index = record.resources["next_index"]
-            record.resources["next_index"] = index + 1
-            worker_name, info = self._spawn_worker(record, index)
-            record.resources["workers"][worker_name] = {**info, "index": index}
+            ctx.check()
+            index = model.next_index
+            model.next_index = index + 1
+            worker_name = f"{record.name}-{index}"
+            argv = dask_commands.worker(
+                scheduler_file=str(self._scheduler_file(record)), host=HOST, name=worker_name,
+                nthreads=record.settings["threads_per_worker"], memory_limit=record.settings["memory_per_worker"],
+                local_directory=str(run_dir(record.name) / "work"), death_timeout=60, tls=model.tls_files(),
+            )
+            info = self._spawn(record, "worker", f"worker-{index}", argv)
+            model.workers[worker_name] = {**info, "index": index}
+            ctx.save(model)
+
+    def _write_tls(self, record: ClusterRecord, folder: Path) -> Path:
+        """The cluster's certificate and key, readable by this user only."""
+        from ..aws.tls import new_cluster_tls
+
+        tls = new_cluster_tls(record.name)
+        folder.mkdir(mode=0o700)
+        for filename, text in (("ca.pem", tls.cert), ("cert.pem", tls.cert), ("key.pem", tls.key)):
+            with paths.private_file(folder / filename, "w") as out:
+                out.write(text)
+        return folder
 
     # -- observe ---------------------------------------------------------------------------
-    def _read_scheduler_file(self, record: ClusterRecord) -> tuple[str | None, str | None]:
+    def _read_scheduler_file(self, path: Path) -> tuple[str | None, str | None]:
         try:
-            info = json.loads(self._scheduler_file(record).read_text())
+            info = json.loads(path.read_text())
         except (OSError, ValueError):
             return None, None
         port = info.get("services", {}).get("dashboard")
         return info.get("address"), (f"http://{HOST}:{port}/status" if port else None)
 
     def poll(self, record: ClusterRecord) -> Poll:
-        scheduler = record.resources.get("scheduler")
-        workers = record.resources.get("workers", {})
-        if not scheduler or not running(scheduler):
+        model = LocalResources.from_json(record.resources)
+        if not model.scheduler or not running(model.scheduler):
             return Poll(failed=f"the scheduler process exited. Its log:\n{self._tail(record, 'scheduler')}")
-        for worker_name, info in workers.items():
+        for worker_name, info in model.workers.items():
             if not running(info):
                 log = self._tail(record, f"worker-{info['index']}")
                 return Poll(failed=f"worker {worker_name} exited. Its log:\n{log}")
-        address, dashboard = self._read_scheduler_file(record)
+        address, dashboard = self._read_scheduler_file(self._scheduler_file(record))
         message = "scheduler listening" if address else "scheduler starting"
-        return Poll(address=address, dashboard=dashboard, message=message,
-                    done=1 if address else 0, total=1)
+        return Poll(address=address, dashboard=dashboard, message=message, done=1 if address else 0, total=1)
 
-    def security(self, record: ClusterRecord) -> None:
-        return None
+    def security(self, record: ClusterRecord) -> Any | None:
+        files = LocalResources.from_json(record.resources).tls_files()
+        if files is None:
+            return None
+        from distributed import Security
+
+        return Security(tls_ca_file=files.ca, tls_client_cert=files.cert, tls_client_key=files.key,
+                        require_encryption=True)
 
     def alive(self, record: ClusterRecord) -> bool:
         """The cluster lives as long as its scheduler (orphaned workers exit on their death timeout)."""
-        scheduler = record.resources.get("scheduler")
+        scheduler = LocalResources.from_json(record.resources).scheduler
         return bool(scheduler) and running(scheduler)
 
-    def _processes(self, record: ClusterRecord) -> list[dict[str, Any]]:
-        return self._processes_of(record.resources)
+    def scope(self, record: ClusterRecord) -> str:
+        return "this machine"
 
-    @staticmethod
-    def _processes_of(resources: dict[str, Any]) -> list[dict[str, Any]]:
-        found = [resources.get("scheduler"), *resources.get("workers", {}).values(), resources.get("adaptor")]
-        return [info for info in found if info]
-
-    def discover(self) -> list[Discovered]:
+    def discover(self) -> Discovery:
         import psutil
 
         home = str(paths.home().resolve())
-        clusters: dict[str, Discovered] = {}
+        clusters: dict[str, tuple[Discovered, LocalResources]] = {}
         for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
             cmdline = proc.info["cmdline"] or []
-            if not any("distributed.cli" in part or "dask_aws_magic.core.adaptive" in part for part in cmdline):
+            if not any("distributed.cli" in part for part in cmdline):
                 continue
             try:
                 if os.getpgid(proc.info["pid"]) != proc.info["pid"]:
@@ -240,57 +278,61 @@ class LocalBackend:
             if env.get(TAG_HOME) != home or TAG_CLUSTER_ID not in env:
                 continue
             name, cluster_id, role = env[TAG_CLUSTER], env[TAG_CLUSTER_ID], env.get(TAG_ROLE, "")
-            found = clusters.setdefault(cluster_id, Discovered(
-                name=name, cluster_id=cluster_id, backend=self.name,
-                resources={"run_dir": str(run_dir(name)), "scheduler": None, "workers": {}, "next_index": 0},
-                created_at=proc.info["create_time"],
+            found, model = clusters.setdefault(cluster_id, (
+                Discovered(name=name, cluster_id=cluster_id, backend=self.name, resources={}, running=False,
+                           created_at=proc.info["create_time"], owner=env.get(TAG_OWNER, "")),
+                LocalResources(run_dir=str(run_dir(name))),
             ))
             info = {"pid": proc.info["pid"], "started": proc.info["create_time"]}
             if role == "scheduler":
-                found.resources["scheduler"] = info
+                model.scheduler, found.running = info, True
+                if "--tls-ca-file" in cmdline:
+                    model.tls_dir = str(Path(cmdline[cmdline.index("--tls-ca-file") + 1]).parent)
                 if "--scheduler-file" in cmdline:
                     path = Path(cmdline[cmdline.index("--scheduler-file") + 1])
-                    with contextlib.suppress(OSError, ValueError):
-                        data = json.loads(path.read_text())
-                        found.scheduler_address = data.get("address")
-                        port = data.get("services", {}).get("dashboard")
-                        found.dashboard_link = f"http://{HOST}:{port}/status" if port else None
-            elif role == "adaptor":
-                found.resources["adaptor"] = info
+                    found.scheduler_address, found.dashboard_link = self._read_scheduler_file(path)
             else:
                 worker_name = cmdline[cmdline.index("--name") + 1] if "--name" in cmdline else str(info["pid"])
-                index = int(worker_name.rsplit("-", 1)[-1]) if worker_name.rsplit("-", 1)[-1].isdigit() else 0
-                found.resources["workers"][worker_name] = {**info, "index": index}
-                found.resources["next_index"] = max(found.resources["next_index"], index + 1)
+                suffix = worker_name.rsplit("-", 1)[-1]
+                index = int(suffix) if suffix.isdigit() else 0
+                model.workers[worker_name] = {**info, "index": index}
+                model.next_index = max(model.next_index, index + 1)
             found.created_at = min(found.created_at or info["started"], info["started"])
-        return list(clusters.values())
+        for found, model in clusters.values():
+            found.resources = model.to_json()
+        return Discovery([found for found, _ in clusters.values()], searched=["this machine"], me=[local_identity()])
 
     # -- change ----------------------------------------------------------------------------
-    def terminate(self, record: ClusterRecord) -> list[str]:
+    def terminate(self, ctx: Context, record: ClusterRecord) -> list[str]:
         # The tags, not only the record: a worker started by a scale that was cut short counts too.
-        tagged = [d for d in self.discover() if d.cluster_id == record.cluster_id]
-        found = [info for d in tagged for info in self._processes_of(d.resources)]
-        processes = [info for info in self._processes(record) + found if running(info)]
+        models = [LocalResources.from_json(record.resources)]
+        models += [LocalResources.from_json(d.resources) for d in self.discover().clusters
+                   if d.cluster_id == record.cluster_id]
+        processes = [info for model in models for info in model.processes() if running(info)]
         processes = list({info["pid"]: info for info in processes}.values())
+        ctx.emit("teardown", f"stopping {len(processes)} process(es) of {record.name}")
         stop_groups(processes, grace=STOP_GRACE)
-        worker_pids = {info["pid"] for res in [record.resources, *(d.resources for d in tagged)]
-                       for info in res.get("workers", {}).values()}
+        for model in models:
+            if model.tls_dir:
+                shutil.rmtree(model.tls_dir, ignore_errors=True)  # temporary: gone with the cluster
+        worker_pids = {info["pid"] for model in models for info in model.workers.values()}
         workers = sum(info["pid"] in worker_pids for info in processes)
         return [f"stopped {len(processes)} process(es) ({workers} of them workers)"]
 
-    def scale(self, record: ClusterRecord, workers: int, retire: Callable[[list[str]], None]) -> None:
-        current = {k: v for k, v in record.resources.get("workers", {}).items() if running(v)}
-        record.resources["workers"] = current
-        if workers > len(current):
-            self._add_workers(record, workers - len(current))
-            return
-        surplus = sorted(current, key=lambda k: current[k]["index"], reverse=True)[: len(current) - workers]
-        if not surplus:
-            return
-        retire(surplus)
-        stop_groups([current[k] for k in surplus], grace=STOP_GRACE)
-        for worker_name in surplus:
-            del record.resources["workers"][worker_name]
+    def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> LocalResources:
+        model = LocalResources.from_json(record.resources)
+        model.workers = {k: v for k, v in model.workers.items() if running(v)}
+        if workers > len(model.workers):
+            self._add_workers(ctx, record, model, workers - len(model.workers))
+            return model
+        surplus = sorted(model.workers, key=lambda k: model.workers[k]["index"], reverse=True)
+        surplus = surplus[: len(model.workers) - workers]
+        if surplus:
+            ctx.retire(surplus)
+            stop_groups([model.workers[k] for k in surplus], grace=STOP_GRACE)
+            for worker_name in surplus:
+                del model.workers[worker_name]
+        return model
 
     def logs(self, record: ClusterRecord) -> dict[str, str]:
         folder = run_dir(record.name)
@@ -303,3 +345,4 @@ class LocalBackend:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+

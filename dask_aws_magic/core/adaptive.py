@@ -1,71 +1,104 @@
-"""Adaptive scaling, run as a small detached process beside the cluster.
+"""Adaptive scaling, run as a small detached process beside the cluster, whatever its backend.
 
 The process asks the scheduler how many workers its load wants (``adaptive_target``), clamps
 that to the bounds and calls :func:`lifecycle.scale`. It lives outside the kernel so that the
 cluster keeps adapting after the kernel that asked for it is gone; ``scale`` and ``down`` stop it.
+It carries its cluster's id in its environment, so it is found even when the record is gone.
 
 Run as ``python -m dask_aws_magic.core.adaptive NAME MINIMUM MAXIMUM``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import paths
+from .processes import create_time, stop_groups
+
 if TYPE_CHECKING:
     from .registry import ClusterRecord
 
 INTERVAL = 1.0
 ADAPTOR_CLIENT = "dask-aws-magic-adaptor"
+TAG_ADAPTS = "DASK_AWS_MAGIC_ADAPTS_CLUSTER_ID"
+TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"
+MODULE = "dask_aws_magic.core.adaptive"
 # Scale down only after the target has stayed lower for this many checks (avoids flapping).
 DOWN_AFTER = 3
 
 
-def spawn_adaptor(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
-    """Start the adaptor process for ``record``; return its process info for the record."""
-    from ..backends.local import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_HOME, TAG_ROLE, run_dir
-    from . import paths
-    from .processes import create_time
-
+def spawn(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
+    """Start the adaptor process of ``record``; return its process info for the record."""
     env = dict(os.environ)
-    env.update({TAG_CLUSTER: record.name, TAG_CLUSTER_ID: record.cluster_id, TAG_ROLE: "adaptor",
-                TAG_HOME: str(paths.home().resolve())})
-    folder = run_dir(record.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "adaptor.log", "ab") as log:
+    env.update({TAG_ADAPTS: record.cluster_id, TAG_HOME: str(paths.home().resolve())})
+    folder = paths.logs_dir() / record.name
+    paths.ensure_home()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    with paths.private_file(folder / "adaptor.log") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dask_aws_magic.core.adaptive", record.name, str(minimum), str(maximum)],
+            [sys.executable, "-m", MODULE, record.name, str(minimum), str(maximum)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, umask=0o077,
         )
     return {"pid": proc.pid, "started": create_time(proc.pid)}
 
 
-def target(current: int, wanted: int, minimum: int, maximum: int, lower_streak: int) -> tuple[int, int]:
-    """The worker count to ask for now, and the updated count of checks that wanted fewer."""
+def find(cluster_id: str) -> dict[str, Any] | None:
+    """The adaptor process of the cluster ``cluster_id`` started from this home, if one runs."""
+    import psutil
+
+    home = str(paths.home().resolve())
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        if MODULE not in " ".join(proc.info["cmdline"] or []):
+            continue
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if env.get(TAG_ADAPTS) == cluster_id and env.get(TAG_HOME) == home:
+            return {"pid": proc.info["pid"], "started": proc.info["create_time"]}
+    return None
+
+
+def stop(record: ClusterRecord) -> bool:
+    """Stop the adaptor of ``record`` (the recorded one and any found by its tag); True if one ran."""
+    found = [info for info in (record.adaptor, find(record.cluster_id)) if info]
+    stop_groups(found)
+    return bool(found)
+
+
+def target(current: int, wanted: int, minimum: int, maximum: int, lower_streak: int,
+           booting: bool = False) -> tuple[int, int]:
+    """The worker count to ask for now, and the updated count of checks that wanted fewer.
+    While workers added by the last scale-up may still be booting, nothing is removed: the load
+    they were added for has not met them yet (on EC2 that is minutes)."""
     wanted = max(minimum, min(maximum, wanted))
     if wanted >= current:
         return wanted, 0
+    if booting:
+        return current, 0
     lower_streak += 1
     return (wanted, 0) if lower_streak >= DOWN_AFTER else (current, lower_streak)
 
 
 def run(name: str, minimum: int, maximum: int) -> None:
     """Adapt ``name`` until the cluster is gone; errors are logged and the next check retries."""
-    import math
-
-    from ..faces.handle import open_client
+    from ..backends import get_backend
     from . import lifecycle, registry
+    from .connection import open_client
     from .errors import DaskAwsMagicError
 
     record = registry.read(name)
     # Named so that the scheduler's idle check does not count this client as a user.
     client = open_client(record, timeout=30, name=ADAPTOR_CLIENT)
-    per_worker = max(1, int(record.settings.get("nprocs", 1)))  # worker processes per instance
-    streak = 0
+    per_worker = max(1, record.processes_per_worker)  # Dask worker processes per backend worker
+    boot_time = get_backend(record.backend).defaults.boot_time
+    streak, scaled_up_at = 0, 0.0
     print(f"adapting {name} between {minimum} and {maximum} workers", flush=True)
     while True:
         record = registry.get(name)
@@ -73,8 +106,11 @@ def run(name: str, minimum: int, maximum: int) -> None:
             break
         try:
             wanted = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.adaptive_target())
-            current = len(record.resources.get("workers", {}))
-            goal, streak = target(current, math.ceil(wanted / per_worker), minimum, maximum, streak)
+            current = record.workers
+            booting = time.monotonic() - scaled_up_at < boot_time
+            goal, streak = target(current, math.ceil(wanted / per_worker), minimum, maximum, streak, booting)
+            if goal > current:
+                scaled_up_at = time.monotonic()
             if goal != current:
                 print(f"scaling {name} from {current} to {goal} workers (load wants {wanted})", flush=True)
                 lifecycle.scale(name, goal, stop_adaptive=False)

@@ -24,6 +24,10 @@ class ClusterNotFound(DaskAwsMagicError):
     """No cluster of that name exists in the registry or among tagged resources."""
 
 
+class ForeignCluster(ClusterNotFound):
+    """The cluster belongs to another owner, who was not named."""
+
+
 class ClusterExists(DaskAwsMagicError):
     """A live cluster already has that name."""
 

@@ -1,47 +1,92 @@
-"""The operations every face calls: up, down, scale, adapt, attach, list, status, plan, logs...
+"""The lifecycle of one cluster: plan, up, down, scale, adapt, restart, status, logs.
 
-This module knows nothing of IPython, widgets or HTTP. It returns records and handles and
-reports progress through an ``on_event`` callback.
+``up``, ``down``, ``scale`` and ``restart`` are :class:`~.operation.Operation` objects run in the
+background (``start_*``); the blocking functions of the same names follow them with
+:func:`~.operation.follow`, so every face shares one code path. Provisioning ends when the
+scheduler answers (and the workers asked for have joined); connecting a client is the kernel
+faces' step, never this module's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import socket
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
-from ..backends import Discovered, Event, Plan, Poll, get_backend
-from ..faces.handle import ClusterHandle, close_handles, open_client
-from . import registry
-from .errors import (
-    ClusterDead,
-    ClusterExists,
-    ClusterNotFound,
-    DaskAwsMagicError,
-    Interrupted,
-    LaunchError,
-    WaitTimeout,
-)
+from ..backends import Backend, Plan, Poll, get_backend
+from . import adaptive, inventory, registry
+from .connection import identity, security_of, short_client
+from .errors import ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError, WaitTimeout
 from .naming import check_name, new_cluster_id
-from .profiles import Profile, load
+from .operation import Cancelled, Event, Operation, follow
+from .processes import create_time
+from .profiles import DEFAULT_MAX_WORKERS, Profile, load
 from .registry import ClusterRecord
 
+Overrides = Iterable[str] | Mapping[str, Any] | None
 EventSink = Callable[[Event], None]
-DEFAULT_TIMEOUT = {"local": 60.0, "ec2": 600.0}
-POLL_INTERVAL = 0.05
+PROBE_INTERVAL = 0.05  # between two probes of the scheduler
+PROGRESS_WRITE_INTERVAL = 0.25  # the registry gets a starting cluster's progress at most this often
 
 
-def _quiet(event: Event) -> None:
-    pass
+class _Context:
+    """What a backend is given while an operation works on ``record`` (see ``backends.base.Context``).
+
+    ``cancellable=False`` is for teardown, which must finish even after a cancel.
+    """
+
+    def __init__(self, operation: Operation, record: ClusterRecord, *, cancellable: bool = True):
+        self.operation, self.record, self.cancellable = operation, record, cancellable
+        self._written = 0.0
+        self._never = threading.Event()
+
+    def emit(self, stage: str, message: str, done: int | None = None, total: int | None = None) -> None:
+        # The record first: whoever hears of the event can already read it from the registry.
+        if self.record.status == "starting" and time.monotonic() - self._written >= PROGRESS_WRITE_INTERVAL:
+            self.record.progress = {"stage": stage, "message": message, "done": done, "total": total}
+            self._write()
+        self.operation.emit(stage, message, done, total)
+        self.check()  # every step reported is also a point where a cancel takes effect
+
+    def _write(self) -> None:
+        self._written = time.monotonic()
+        registry.write(self.record)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancellable and self.operation.cancelled
+
+    def check(self) -> None:
+        if self.cancellable:
+            self.operation.check()
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancellable:
+            self.operation.sleep(seconds)
+        else:
+            self._never.wait(seconds)
+
+    def save(self, resources: Any) -> None:
+        self.record.resources = resources.to_json()
+        self._write()
+
+    def retire(self, worker_names: list[str]) -> None:
+        wanted = set(worker_names)
+        with short_client(self.record) as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            chosen = [address for address, info in workers.items() if str(info.get("name")) in wanted]
+            if chosen:
+                client.retire_workers(workers=chosen, close_workers=True)
 
 
-def _load(profile: str, overrides: Any, body: str | None, workers: int | None) -> Profile:
+def _load(profile: str, overrides: Overrides, body: str | None, workers: int | None) -> Profile:
     extra = dict(overrides) if isinstance(overrides, Mapping) else list(overrides or [])
     if workers is not None:
         if isinstance(extra, dict):
@@ -51,18 +96,11 @@ def _load(profile: str, overrides: Any, body: str | None, workers: int | None) -
     return load(profile, extra, body=body)
 
 
-def plan(
-    profile: str = "local",
-    overrides: Iterable[str] | Mapping[str, Any] | None = None,
-    *,
-    name: str | None = None,
-    workers: int | None = None,
-    body: str | None = None,
-) -> Plan:
+def plan(profile: str = "local", overrides: Overrides = None, *, name: str | None = None,
+         workers: int | None = None, body: str | None = None) -> Plan:
     """What ``up`` would create and what it would cost per hour; creates nothing."""
     resolved = _load(profile, overrides, body, workers)
-    cluster_name = check_name(name or resolved.name)
-    return get_backend(resolved.backend).plan(resolved, cluster_name)
+    return get_backend(resolved.backend).plan(resolved, check_name(name or resolved.name))
 
 
 def profiles() -> list[dict[str, str]]:
@@ -80,187 +118,130 @@ def profiles() -> list[dict[str, str]]:
     return rows
 
 
-# -- finding clusters ---------------------------------------------------------------------------
-def _discover_all(problems: list[str] | None = None) -> tuple[list[Discovered], set[str]]:
-    """Clusters found from each backend's own source of truth (processes, AWS tags), and the names
-    of the backends that answered. One that cannot be asked (AWS misconfigured, say) is reported
-    in ``problems`` and skipped."""
-    from ..backends.base import aws_backends_to_scan
-
-    found, scanned = get_backend("local").discover(), {"local"}
-    for backend in aws_backends_to_scan():
-        try:
-            found += backend.discover()
-            scanned.add(backend.name)
-        except DaskAwsMagicError as exc:
-            if problems is not None:
-                problems.append(f"could not list {backend.name} clusters: {exc}")
-    return found, scanned
-
-
-def _from_discovered(found: Discovered) -> ClusterRecord:
-    return ClusterRecord(
-        name=found.name, cluster_id=found.cluster_id, backend=found.backend, profile="(recovered)",
-        status="running", scheduler_address=found.scheduler_address, dashboard_link=found.dashboard_link,
-        resources=found.resources, workers=len(found.resources.get("workers", {})),
-        created_at=found.created_at or time.time(), note="recovered from the cluster's tags",
-    )
-
-
-def _find(name: str) -> ClusterRecord:
-    record = registry.get(name)
-    if record is not None:
-        return record
-    discovered, _ = _discover_all()
-    for found in discovered:
-        if found.name == name:
-            recovered = _from_discovered(found)
-            with registry.locked():
-                if registry.get(name) is None:
-                    registry.write(recovered)
-            return registry.get(name) or recovered
-    known = ", ".join(sorted({r.name for r in registry.scan()[0]} | {d.name for d in discovered})) or "none"
-    raise ClusterNotFound(
-        f"There is no cluster named {name!r} (clusters: {known}). "
-        "Check the name with `%dask_cluster list`, or start it with `%dask_cluster up`."
-    )
-
-
-def _still_starting(record: ClusterRecord) -> bool:
-    """True while an ``up`` may still be launching ``record`` (its backend cannot see it yet)."""
-    timeout = record.settings.get("timeout", DEFAULT_TIMEOUT.get(record.backend, 600.0))
-    return record.status == "starting" and time.time() < record.created_at + timeout + 60
-
-
-def _alive(record: ClusterRecord, problems: list[str] | None = None) -> bool | None:
-    """Whether the backend still runs ``record``; None when it cannot tell (reported in ``problems``)."""
-    try:
-        return get_backend(record.backend).alive(record)
-    except DaskAwsMagicError as exc:
-        if problems is not None:
-            problems.append(f"could not check {record.name}: {exc}")
-        return None
-
-
-def list_clusters(problems: list[str] | None = None) -> list[ClusterRecord]:
-    """Every cluster, from the registry reconciled with what the backends really run.
-
-    Corrupt records and backends that could not be asked are appended to ``problems``.
-    """
-    records, corrupt = registry.scan()
-    if problems is not None:
-        problems += corrupt
-    by_id = {r.cluster_id: r for r in records}
-    discovered, scanned = _discover_all(problems)
-    # A backend that answered has just said which clusters still have a scheduler: no need to
-    # ask it again cluster by cluster.
-    running = {d.cluster_id for d in discovered if d.resources.get("scheduler")}
-    for found in discovered:
-        if found.cluster_id not in by_id:
-            recovered = _from_discovered(found)
-            with registry.locked():
-                if registry.get(recovered.name) is None:
-                    registry.write(recovered)
-            by_id[found.cluster_id] = recovered
-    for record in by_id.values():
-        if not record.live or _still_starting(record):
-            continue
-        alive = record.cluster_id in running if record.backend in scanned else _alive(record, problems)
-        if alive is False:
-            record.status = "dead"
-            _mark_dead(record)
-    return sorted(by_id.values(), key=lambda r: r.created_at)
-
-
-def _mark_dead(record: ClusterRecord) -> None:
-    def change(stored: ClusterRecord) -> None:
-        if stored.cluster_id == record.cluster_id:
-            stored.status = "dead"
-
-    with contextlib.suppress(ClusterNotFound):
-        registry.update(record.name, change)
-
-
 # -- up -------------------------------------------------------------------------------------------
+@dataclass
+class _UpRequest:
+    profile: Profile
+    backend: Backend
+    record: ClusterRecord
+    timeout: float | None
+    wait_workers: int | None
+    keep_on_failure: bool
+
+
+def _exists(name: str, backend: str, profile: str) -> ClusterExists:
+    return ClusterExists(
+        f"A cluster named {name!r} is already running ({backend}, started from profile {profile!r}). Use it "
+        f"with `%dask_cluster attach {name}` (or `dask_aws_magic.attach({name!r})`), stop it with "
+        f"`%dask_cluster down {name}`, or start another with `-n OTHER_NAME`."
+    )
+
+
 def _reserve(record: ClusterRecord) -> None:
-    """Write ``record`` unless a live cluster already has its name."""
+    """Write ``record`` unless a live cluster already has its name in the registry."""
     with registry.locked():
         existing = registry.get(record.name)
-        if existing is not None and (_still_starting(existing) or _alive(existing) is not False):
-            raise ClusterExists(
-                f"A cluster named {record.name!r} is already running ({existing.backend}, started from "
-                f"profile {existing.profile!r}). Use it with `%dask_cluster attach {record.name}` "
-                f"(or `dask_aws_magic.attach({record.name!r})`), stop it with `%dask_cluster down "
-                f"{record.name}`, or start another with `-n OTHER_NAME`."
-            )
+        if existing is not None and (inventory.still_starting(existing) or inventory.alive(existing) is not False):
+            raise _exists(record.name, existing.backend, existing.profile)
         registry.write(record)
 
 
-def _answers(address: str, timeout: float = 0.5) -> bool:
-    parsed = urlparse(address)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def _refuse_if_discovered(backend: Backend, record: ClusterRecord) -> None:
+    """Refuse a name that a live cluster found by the backend already carries (its record may be gone,
+    or live on another machine)."""
+    for found in backend.discover().clusters:
+        if found.name == record.name and found.cluster_id != record.cluster_id and found.running:
+            raise _exists(record.name, backend.name, "unknown: found by its tags")
 
 
-def up(
+def start_up(
     profile: str = "local",
     *,
     name: str | None = None,
     workers: int | None = None,
-    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    overrides: Overrides = None,
     body: str | None = None,
     timeout: float | None = None,
     wait_workers: int | None = None,
     keep_on_failure: bool = False,
-    on_event: EventSink | None = None,
-) -> ClusterHandle:
-    """Start a cluster from ``profile``, wait until its scheduler answers, return a connected handle.
+    subscriber: Callable[[Event], None] | None = None,
+) -> Operation:
+    """Start a cluster from ``profile`` in the background; the operation's result is its record.
 
-    Any failure or interrupt after launch tears down what was started, unless ``keep_on_failure``.
+    The profile is checked and the name reserved before this returns (bad input fails here);
+    planning, launching and waiting happen in the operation, which can be cancelled at any time:
+    whatever was started is then torn down, unless ``keep_on_failure``. ``subscriber`` hears every
+    event from the first (in the operation's thread).
     """
-    emit = on_event or _quiet
     resolved = _load(profile, overrides, body, workers)
     cluster_name = check_name(name or resolved.name)
     backend = get_backend(resolved.backend)
-    emit(Event("plan", f"planning {cluster_name} ({resolved.backend})"))
-    the_plan = backend.plan(resolved, cluster_name)
-    if timeout is None:
-        timeout = resolved.data.get("timeout", DEFAULT_TIMEOUT.get(resolved.backend, 600.0))
-    if wait_workers is None:
-        wait_workers = resolved.data.get("wait_workers", the_plan.workers if backend.name == "local" else 0)
-    wait_workers = min(wait_workers, the_plan.workers)
-    record = ClusterRecord(
-        name=cluster_name, cluster_id=new_cluster_id(), backend=backend.name, profile=resolved.name,
-        settings={"profile": resolved.data, "cost": _cost(the_plan), "timeout": timeout},
-        workers=the_plan.workers,
-    )
+    record = ClusterRecord(name=cluster_name, cluster_id=new_cluster_id(), backend=backend.name,
+                           profile=resolved.name, progress={"stage": "plan", "message": "planning"},
+                           up_process={"pid": os.getpid(), "started": create_time(os.getpid())})
     _reserve(record)
+    request = _UpRequest(resolved, backend, record, timeout, wait_workers, keep_on_failure)
+    operation = Operation("up", cluster_name, lambda op: _up(op, request))
+    if subscriber is not None:
+        operation.subscribe(subscriber)
+    return operation.start()
+
+
+def up(profile: str = "local", *, on_event: EventSink | None = None, **options: Any) -> ClusterRecord:
+    """``start_up`` followed to its end in the calling thread (Ctrl-C cancels it)."""
+    return follow(start_up(profile, **options), on_event)
+
+
+def _up(op: Operation, req: _UpRequest) -> ClusterRecord:
+    record, backend = req.record, req.backend
+    ctx = _Context(op, record)
+    timeout = req.timeout or req.profile.data.get("timeout") or backend.defaults.timeout
     deadline = time.monotonic() + timeout
     try:
+        ctx.emit("plan", f"planning {record.name} ({backend.name})")
+        with ThreadPoolExecutor(max_workers=1) as pool:  # looking for a namesake while planning
+            namesake = pool.submit(_refuse_if_discovered, backend, record)
+            the_plan = backend.plan(req.profile, record.name)
+            namesake.result()
+        wait_workers = req.wait_workers
+        if wait_workers is None:
+            wait_workers = req.profile.data.get(
+                "wait_workers", the_plan.workers if backend.defaults.wait_for_workers else 0)
+        wait_workers = min(wait_workers, the_plan.workers) * the_plan.processes_per_worker
+        record.settings = {**the_plan.settings, "profile": req.profile.data, "cost": _cost(the_plan),
+                           "timeout": timeout}
+        record.workers, record.owner = the_plan.workers, the_plan.owner
+        record.processes_per_worker = the_plan.processes_per_worker
+        ctx.check()
         price = f" (about ${the_plan.hourly_cost:.2f}/hour)" if the_plan.hourly_cost else ""
-        emit(Event("launch", f"launching {the_plan.workers} worker(s) and a scheduler{price}"))
-        backend.launch(the_plan, record, lambda: registry.write(record))
+        ctx.emit("launch", f"launching {the_plan.workers} worker(s) and a scheduler{price}")
+        ctx.save(backend.launch(ctx, the_plan, record))
         _import_client_library_meanwhile()
-        _wait_for_scheduler(backend, record, deadline, emit)
-        handle = ClusterHandle(record)
-        handle.connect(timeout=max(1.0, deadline - time.monotonic()))
+        _wait_for_scheduler(ctx, backend, deadline)
         if wait_workers:
-            _wait_for_workers(backend, handle, wait_workers, deadline, emit)
+            _wait_for_workers(ctx, backend, wait_workers, deadline)
     except BaseException as exc:
-        _fail(backend, record, exc, keep_on_failure, emit, timeout)
-        raise  # _fail raises a user-facing error; this is for the type checker
-    record.status = "running"
+        raise _failed(op, backend, record, exc, req.keep_on_failure, timeout) from None
+    record.status, record.progress, record.up_process = "running", {}, None
     registry.write(record)
-    emit(Event("ready", f"cluster {cluster_name} ready at {record.scheduler_address}"))
-    return handle
+    op.emit("ready", _ready_message(record))
+    return record
+
+
+def _ready_message(record: ClusterRecord) -> str:
+    """The last line of ``up``: where the cluster is, and how many of its workers have joined."""
+    text = f"cluster {record.name} ready at {record.scheduler_address}"
+    expected = record.workers * record.processes_per_worker
+    answer = identity(str(record.scheduler_address), security_of(record), timeout=2.0)
+    joined = answer.get("n_workers", 0) if answer else 0
+    if joined >= expected:
+        return f"{text}; {joined} worker(s) joined"
+    return (f"{text}; {joined} of {expected} workers joined, the rest are booting "
+            f"(`client.wait_for_workers({expected})` waits for them; `up --wait-workers` makes up wait)")
 
 
 def _import_client_library_meanwhile() -> None:
-    """Import distributed in a thread while the cluster boots: a fresh kernel would otherwise pay
-    for it only once the scheduler answers."""
+    """Import distributed in a thread while the cluster boots, so the first probe does not wait."""
     if "distributed" not in sys.modules:
         threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True).start()
 
@@ -272,196 +253,183 @@ def _cost(the_plan: Plan) -> dict[str, float]:
     return {"base": the_plan.hourly_cost - per_worker * the_plan.workers, "per_worker": per_worker}
 
 
-def _wait_for_scheduler(backend: Any, record: ClusterRecord, deadline: float, emit: EventSink) -> None:
-    """Ask the backend for news every ``poll_interval``; probe the scheduler's port in between."""
-    interval = getattr(backend, "poll_interval", POLL_INTERVAL)
-    seen, next_poll = Poll(), 0.0
+def _poll(ctx: _Context, backend: Backend) -> Poll:
+    seen = backend.poll(ctx.record)
+    if seen.failed:
+        raise LaunchError(f"The cluster {ctx.record.name!r} failed to start: {seen.failed}")
+    return seen
+
+
+def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float) -> None:
+    """Ask the backend for news every ``poll_interval``; probe the scheduler in between."""
+    record = ctx.record
+    seen, next_poll, security = Poll(), 0.0, None
     while True:
         if time.monotonic() >= next_poll:
-            seen, next_poll = backend.poll(record), time.monotonic() + interval
-            if seen.failed:
-                raise LaunchError(f"The cluster {record.name!r} failed to start: {seen.failed}")
-            emit(Event("boot", seen.message, seen.done, seen.total))
+            seen, next_poll = _poll(ctx, backend), time.monotonic() + backend.defaults.poll_interval
+            ctx.emit("boot", seen.message, seen.done, seen.total)
             if seen.address and seen.address != record.scheduler_address:
                 record.scheduler_address, record.dashboard_link = seen.address, seen.dashboard
                 registry.write(record)
-        if seen.address and _answers(seen.address, timeout=0.25):
-            emit(Event("connect", f"scheduler answers at {seen.address}"))
+                security = security_of(record)
+                ctx.emit("connect", f"connecting to the scheduler at {seen.address}")
+        if seen.address and identity(seen.address, security, timeout=0.5) is not None:
+            ctx.emit("connect", f"scheduler answers at {seen.address}")
             return
         if time.monotonic() > deadline:
             raise WaitTimeout(f"last state: {seen.message or 'nothing reported'}")
-        time.sleep(POLL_INTERVAL)
+        ctx.sleep(PROBE_INTERVAL)
 
 
-def _wait_for_workers(backend: Any, handle: ClusterHandle, count: int, deadline: float, emit: EventSink) -> None:
-    interval = getattr(backend, "poll_interval", POLL_INTERVAL)
-    next_poll = time.monotonic() + interval
+def _wait_for_workers(ctx: _Context, backend: Backend, count: int, deadline: float) -> None:
+    record = ctx.record
+    security = security_of(record)
+    next_poll = time.monotonic() + backend.defaults.poll_interval
+    joined = 0
     while True:
-        joined = len(handle.client.scheduler_info(n_workers=-1).get("workers", {}))
-        emit(Event("workers", f"workers {joined}/{count} joined", joined, count))
+        answer = identity(record.scheduler_address, security, timeout=2.0)
+        joined = answer.get("n_workers", joined) if answer else joined
+        ctx.emit("workers", f"workers {joined}/{count} joined", joined, count)
         if joined >= count:
             return
         if time.monotonic() >= next_poll:
-            seen, next_poll = backend.poll(handle.record), time.monotonic() + interval
-            if seen.failed:
-                raise LaunchError(f"The cluster {handle.name!r} failed to start: {seen.failed}")
+            _poll(ctx, backend)
+            next_poll = time.monotonic() + backend.defaults.poll_interval
         if time.monotonic() > deadline:
             raise WaitTimeout(f"only {joined} of {count} workers joined")
-        time.sleep(POLL_INTERVAL)
+        ctx.sleep(PROBE_INTERVAL)
 
 
-def _fail(
-    backend: Any, record: ClusterRecord, exc: BaseException, keep: bool, emit: EventSink, timeout: float
-) -> None:
-    close_handles(record.name)
+def _failed(op: Operation, backend: Backend, record: ClusterRecord, exc: BaseException, keep: bool,
+            timeout: float) -> BaseException:
+    """Tear down (or keep) what a failed or cancelled ``up`` started; the error to report."""
     if keep:
-        record.status = "failed"
-        record.note = f"kept after a failed start: {exc}"
+        record.status, record.note = "failed", f"kept after a failed start: {exc!r}"
         registry.write(record)
         action = (f"Everything started was kept, as asked (--keep-on-failure): inspect it with "
                   f"`%dask_cluster logs {record.name}` and remove it with `%dask_cluster down {record.name}`.")
     else:
-        emit(Event("teardown", f"tearing down {record.name}"))
+        teardown_ctx = _Context(op, record, cancellable=False)
+        teardown_ctx.emit("teardown", f"tearing down {record.name}")
         try:
-            removed = backend.terminate(record)
-        except BaseException as teardown:  # a second Ctrl-C, or AWS refusing: keep the trail
-            record.status = "failed"
-            record.note = f"teardown incomplete: {teardown!r}"
+            removed = backend.terminate(teardown_ctx, record) if record.resources else []
+        except BaseException as teardown:  # AWS refusing, or the process being stopped: keep the trail
+            record.status, record.note = "failed", f"teardown incomplete: {teardown!r}"
             registry.write(record)
-            raise LaunchError(
+            return LaunchError(
                 f"Starting {record.name!r} failed ({type(exc).__name__}: {exc}) and tearing it down did not "
                 f"finish ({type(teardown).__name__}: {teardown}). Run `%dask_cluster down {record.name}` "
                 "to remove what is left."
-            ) from None
+            )
         registry.remove(record.name, record.cluster_id)
         action = f"Everything started was torn down ({'; '.join(removed) or 'nothing had started'})."
-    if isinstance(exc, KeyboardInterrupt):
-        raise Interrupted(f"Interrupted while starting {record.name!r}. {action}") from None
+    if isinstance(exc, (Cancelled, KeyboardInterrupt)):
+        return Interrupted(f"Interrupted while starting {record.name!r}. {action}")
     if isinstance(exc, WaitTimeout):
-        raise WaitTimeout(
+        return WaitTimeout(
             f"The cluster {record.name!r} did not become ready within {timeout:g} s ({exc}). {action} "
             f"Raise the limit with `--timeout SECONDS` (or `timeout:` in the profile)."
-        ) from None
-    if isinstance(exc, DaskAwsMagicError):
-        raise type(exc)(f"{exc} {action}") from None
-    raise LaunchError(f"Starting {record.name!r} failed: {type(exc).__name__}: {exc}. {action}") from exc
-
-
-# -- everything else ----------------------------------------------------------------------------
-def _answering(name: str) -> ClusterRecord:
-    """The record of ``name`` if its scheduler answers; otherwise mark it dead and say what to do."""
-    record = _find(check_name(name))
-    alive = _alive(record)
-    if alive is False or not record.scheduler_address or not _answers(record.scheduler_address):
-        _mark_dead(record)
-        raise ClusterDead(
-            f"The cluster {name!r} is registered but its scheduler no longer answers "
-            f"({record.scheduler_address or 'no address'}); it has been marked dead. "
-            f"See why with `%dask_cluster logs {name}`, clean up with `%dask_cluster down {name}`, "
-            "then start a new one with `%dask_cluster up`."
         )
-    return record
+    if isinstance(exc, DaskAwsMagicError):
+        return type(exc)(f"{exc} {action}")
+    return LaunchError(f"Starting {record.name!r} failed: {type(exc).__name__}: {exc}. {action}")
 
 
-def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
-    """A connected handle to the running cluster ``name``."""
-    handle = ClusterHandle(_answering(name))
-    handle.connect(timeout=timeout)
-    return handle
+# -- down -------------------------------------------------------------------------------------------
+def start_down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = None) -> Operation:
+    """Stop clusters and remove everything they created, in the background; the result is one line
+    per cluster. Every cluster is tried; failures are reported together at the end. ``all`` means
+    all of the caller's own clusters; another owner's cluster is stopped only by name, with ``owner``."""
+    names = list(names)
+    if not all and not names:
+        raise ClusterNotFound("Name the cluster(s) to stop, e.g. `down local`, or pass `--all`.")
+    for name in names:
+        check_name(name)
+    label = "every cluster" if all else ", ".join(names)
+    return Operation("down", label, lambda op: _down(op, names, all, owner)).start()
 
 
-def down(names: Iterable[str] = (), *, all: bool = False) -> list[str]:
-    """Stop clusters and remove everything they created; one line per cluster.
+def down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = None,
+         on_event: EventSink | None = None) -> list[str]:
+    """``start_down`` followed to its end."""
+    return follow(start_down(names, all=all, owner=owner), on_event)
 
-    Every cluster is tried; failures are reported together at the end.
-    """
-    if all:
-        targets = list_clusters()
-    else:
-        names = list(names)
-        if not names:
-            raise ClusterNotFound("Name the cluster(s) to stop, e.g. `down local`, or pass `--all`.")
-        targets = [_find(check_name(n)) for n in names]
+
+def _down(op: Operation, names: list[str], everything: bool, owner: str | None) -> list[str]:
+    survey = inventory.survey() if everything else None
+    targets = survey.clusters if survey else [inventory.find(n, owner) for n in names]
     lines, failures = [], []
     for record in targets:
-        close_handles(record.name)
+        op.emit("teardown", f"stopping {record.name}")
         try:
-            _stop_adaptor(record)
-            record = registry.get(record.name) or record  # what the adaptor may have added meanwhile
-            removed = get_backend(record.backend).terminate(record)
+            adaptive.stop(record)
+            stored = registry.get(record.name)  # what a scale may have added meanwhile
+            if stored is not None and stored.cluster_id == record.cluster_id:
+                record = stored
+            removed = get_backend(record.backend).terminate(_Context(op, record, cancellable=False), record)
         except DaskAwsMagicError as exc:
             failures.append(f"{record.name}: {exc}")
             continue
         registry.remove(record.name, record.cluster_id)
         lines.append(f"{record.name}: {'; '.join(removed)}")
+    done = f"Stopped: {'; '.join(lines)}. " if lines else "Nothing was stopped. "
     if failures:
-        done = f" Stopped: {'; '.join(lines)}." if lines else ""
-        raise DaskAwsMagicError(f"Could not stop every cluster: {' | '.join(failures)}.{done} "
+        raise DaskAwsMagicError(f"Could not stop every cluster: {' | '.join(failures)}. {done}"
                                 "Fix the cause and run `down` again.")
+    incomplete = survey.incomplete(done) if survey else None
+    if incomplete is not None:
+        raise incomplete
     return lines
 
 
-@contextlib.contextmanager
-def _client_for(record: ClusterRecord, timeout: float = 10.0) -> Iterator[Any]:
-    """A short-lived client of ``record``'s scheduler; connection failures become :class:`ClusterDead`."""
-    client = open_client(record, timeout=timeout)
-    try:
-        yield client
-    except (OSError, TimeoutError) as exc:
-        raise ClusterDead(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        client.close()
-
-
-def scale(name: str, workers: int, *, stop_adaptive: bool = True) -> ClusterRecord:
-    """Set the number of workers of ``name``."""
-    if not isinstance(workers, int) or workers < 0:
+# -- scale, adapt, restart ------------------------------------------------------------------------
+def start_scale(name: str, workers: int, *, stop_adaptive: bool = True) -> Operation:
+    """Set the number of workers of ``name``, in the background; the result is the updated record."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise DaskAwsMagicError(f"The worker count must be a whole number >= 0, not {workers!r}.")
-    record = _answering(name)
+    record = inventory.answering(name)
     if "profile" not in record.settings:
         raise DaskAwsMagicError(
             f"The cluster {name!r} was recovered from its tags, without the settings it was started with, "
             f"so new workers cannot be made like the others. Stop it with `down {name}` and start it again."
         )
+    limit = record.settings["profile"].get("limits", {}).get("max_workers", DEFAULT_MAX_WORKERS)
+    if workers > limit:
+        raise DaskAwsMagicError(
+            f"{workers} workers is above the limit of {limit} of the cluster {name!r} (a guard against typos "
+            "that cost money). Ask for fewer, or start the cluster from a profile with a higher `limits.max_workers`."
+        )
+    return Operation("scale", name, lambda op: _scale(op, record, workers, stop_adaptive)).start()
+
+
+def scale(name: str, workers: int, *, stop_adaptive: bool = True, on_event: EventSink | None = None) -> ClusterRecord:
+    """``start_scale`` followed to its end."""
+    return follow(start_scale(name, workers, stop_adaptive=stop_adaptive), on_event)
+
+
+def _scale(op: Operation, record: ClusterRecord, workers: int, stop_adaptive: bool) -> ClusterRecord:
     if stop_adaptive:
         _stop_adaptor(record)
-
-    def retire(labels: list[str]) -> None:
-        """Move data off the workers named ``label`` or ``label-N`` (several per instance)."""
-        with _client_for(record) as client:
-            workers = client.scheduler_info(n_workers=-1)["workers"]
-            chosen = [address for address, info in workers.items()
-                      if any(str(info.get("name")) == label or str(info.get("name")).startswith(f"{label}-")
-                             for label in labels)]
-            if chosen:
-                client.retire_workers(workers=chosen, close_workers=True)
-
+    op.emit("scale", f"scaling {record.name} to {workers} worker(s)")
     # Slow work (AWS calls, moving data) happens outside the registry lock; only the write holds it.
-    get_backend(record.backend).scale(record, workers, retire)
+    resources = get_backend(record.backend).scale(_Context(op, record), record, workers).to_json()
 
     def change(stored: ClusterRecord) -> None:
-        stored.resources["workers"] = record.resources["workers"]
-        if "next_index" in record.resources:
-            stored.resources["next_index"] = record.resources["next_index"]
-        stored.workers = workers
+        stored.resources, stored.workers = resources, workers
 
     return registry.update(record.name, change)
 
 
 def _stop_adaptor(record: ClusterRecord) -> None:
-    """Stop the adaptive-scaling process of ``record``, if it has one."""
-    adaptor = record.resources.pop("adaptor", None)
-    record.settings.pop("adaptive", None)
-    if not adaptor:
+    if not adaptive.stop(record) and not record.settings.get("adaptive"):
         return
-    from .processes import stop_groups
-
-    stop_groups([adaptor])
 
     def change(stored: ClusterRecord) -> None:
-        stored.resources.pop("adaptor", None)
+        stored.adaptor = None
         stored.settings.pop("adaptive", None)
 
+    record.adaptor = None
+    record.settings.pop("adaptive", None)
     with contextlib.suppress(ClusterNotFound):
         registry.update(record.name, change)
 
@@ -473,30 +441,41 @@ def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRec
             f"Adaptive bounds must satisfy 0 <= minimum <= maximum and maximum >= 1 "
             f"(got minimum={minimum}, maximum={maximum}); e.g. `adapt NAME --minimum 1 --maximum 8`."
         )
-    record = _answering(name)
+    record = inventory.answering(name)
     _stop_adaptor(record)
-    from .adaptive import spawn_adaptor
+    info = adaptive.spawn(record, minimum, maximum)
 
-    info = spawn_adaptor(record, minimum, maximum)
-
-    def change(r: ClusterRecord) -> None:
-        r.resources["adaptor"] = info
-        r.settings["adaptive"] = {"minimum": minimum, "maximum": maximum}
+    def change(stored: ClusterRecord) -> None:
+        stored.adaptor = info
+        stored.settings["adaptive"] = {"minimum": minimum, "maximum": maximum}
 
     return registry.update(record.name, change)
 
 
-def restart(name: str, *, timeout: float = 60.0) -> ClusterRecord:
-    """Restart every worker process of ``name`` (their memory is cleared, tasks are lost)."""
-    record = _answering(name)
-    with _client_for(record) as client:
-        client.restart(timeout=timeout, wait_for_workers=True)
-    return record
+def start_restart(name: str, *, timeout: float = 60.0) -> Operation:
+    """Restart every worker process of ``name`` in the background (memory cleared, tasks lost)."""
+    record = inventory.answering(name)
+
+    def work(op: Operation) -> ClusterRecord:
+        op.emit("restart", f"restarting the workers of {name}")
+        with short_client(record) as client:
+            client.restart(timeout=timeout, wait_for_workers=True)
+        return record
+
+    return Operation("restart", name, work).start()
 
 
+def restart(name: str, *, timeout: float = 60.0, on_event: EventSink | None = None) -> ClusterRecord:
+    """``start_restart`` followed to its end."""
+    return follow(start_restart(name, timeout=timeout), on_event)
+
+
+# -- looking -----------------------------------------------------------------------------------
 def status(name: str) -> dict[str, Any]:
     """What the cluster is doing: workers, threads, memory, tasks, uptime, cost."""
-    record = _find(check_name(name))
+    from .errors import ClusterDead
+
+    record = inventory.find(name)
     info: dict[str, Any] = {
         "name": record.name, "backend": record.backend, "profile": record.profile,
         "status": record.status, "scheduler_address": record.scheduler_address,
@@ -504,12 +483,15 @@ def status(name: str) -> dict[str, Any]:
         "adaptive": record.settings.get("adaptive"), "planned_workers": record.workers,
         "cost": record.hourly_cost,
     }
+    if record.status == "starting" and inventory.still_starting(record):
+        info["status"] = record.display_status
+        return info
     try:
-        record = _answering(name)
+        record = inventory.answering(name)
     except ClusterDead:
         info["status"] = "dead"
         return info
-    with _client_for(record) as client:
+    with short_client(record) as client:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
         info.update(
             workers=len(workers),
@@ -522,5 +504,5 @@ def status(name: str) -> dict[str, Any]:
 
 def logs(name: str) -> dict[str, str]:
     """Each process's or instance's log output."""
-    record = _find(check_name(name))
+    record = inventory.find(name)
     return get_backend(record.backend).logs(record)

@@ -35,6 +35,14 @@ def suggest_name(raw: str) -> str:
     return cleaned if NAME_PATTERN.match(cleaned or "") else ""
 
 
+CLUSTER_ID_PATTERN = re.compile(r"^dam-[0-9a-f]{12}$")
+
+
+def is_cluster_id(value: object) -> bool:
+    """True for an id this tool makes (ids read from tags are untrusted until this says so)."""
+    return isinstance(value, str) and bool(CLUSTER_ID_PATTERN.match(value))
+
+
 def new_cluster_id() -> str:
     """A short random id that tells apart two clusters that had the same name."""
     return "dam-" + secrets.token_hex(6)

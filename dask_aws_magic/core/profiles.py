@@ -164,6 +164,7 @@ def _resolve(data: dict[str, Any], source: str, seen: list[str]) -> tuple[dict[s
         return data, []
     if not isinstance(parent, str):
         raise ProfileError(f"In {source}, field `extends` must be the name of another profile.")
+    check_name(parent, f"profile name in `extends` of {source}")  # never a path out of the profiles folder
     if parent in seen:
         cycle = " -> ".join([*seen, parent])
         raise ProfileError(f"Profiles extend each other in a circle ({cycle}). Remove one `extends`.")
@@ -315,8 +316,62 @@ def load(
         validate({"extends": data["extends"]}, source)
     resolved, chain = _resolve(data, source, [name])
     resolved = merge(resolved, parse_overrides(overrides))
-    validate(resolved, source if not overrides else f"{source} (with overrides)")
+    where = source if not overrides else f"{source} (with overrides)"
+    validate(resolved, where)
+    check_meaning(resolved, where)
     return Profile(name=name, data=resolved, source=source, chain=chain)
+
+
+DEFAULT_MAX_WORKERS = 100
+
+
+def check_meaning(data: dict[str, Any], source: str) -> None:
+    """What the schema cannot say: whole numbers really whole, ranges that open the cluster to others,
+    and sizes that are probably typos. One :class:`ProfileError` naming the field and the fix."""
+    floats = _floats_in_integer_fields(data, [])
+    if floats:
+        what = "must be a whole number" if len(floats) == 1 else "must be whole numbers"
+        raise ProfileError(f"In {source}, {', '.join(floats)} {what} (write 2, not 2.0).")
+    network = data.get("network", {})
+    cidr = network.get("ingress_cidr")
+    if cidr is not None:
+        import ipaddress
+
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            raise ProfileError(
+                f"In {source}, `network.ingress_cidr` is {cidr!r}: {exc}. Write the network's own address "
+                f"(e.g. {ipaddress.ip_network(cidr, strict=False)}) or a single address as A.B.C.D/32."
+            ) from None
+        if cidr.endswith("/0") and not network.get("allow_world"):
+            raise ProfileError(
+                f"In {source}, `network.ingress_cidr: {cidr}` opens the cluster to the whole internet. If that is "
+                "really meant, also set `network.allow_world: true`; otherwise name your network, e.g. "
+                "203.0.113.0/24, or leave the field out to allow only your own address."
+            )
+        if network.get("tls") is False and not network.get("allow_unauthenticated"):
+            raise ProfileError(
+                f"In {source}, `network.tls: false` with `network.ingress_cidr: {cidr}` lets anyone in that range "
+                "connect to the scheduler and run code on the workers. Keep TLS on, leave `ingress_cidr` out "
+                "(only your own address), or set `network.allow_unauthenticated: true` to accept it."
+            )
+    limit = data.get("limits", {}).get("max_workers", DEFAULT_MAX_WORKERS)
+    count = data.get("worker", {}).get("count")
+    if isinstance(count, int) and count > limit:
+        raise ProfileError(
+            f"In {source}, `worker.count` is {count}, above the limit of {limit} workers (a guard against typos "
+            "that cost money). Lower it, or raise `limits.max_workers` in the profile."
+        )
+
+
+def _floats_in_integer_fields(data: Any, path: list[str]) -> list[str]:
+    """The fields the schema types as integer that hold a float such as 2.0 (JSON Schema accepts it)."""
+    if isinstance(data, dict):
+        return [f for key, value in data.items() for f in _floats_in_integer_fields(value, [*path, key])]
+    if isinstance(data, float) and _schema_at(path).get("type") == "integer":
+        return [f"`{_field(path)}` ({data!r})"]
+    return []
 
 
 def parse_duration(value: Any) -> float:

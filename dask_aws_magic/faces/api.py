@@ -1,4 +1,9 @@
-"""The kernel-side Python API: ``dask_aws_magic.up(...)`` and friends. Works in a plain script too."""
+"""The kernel-side Python API: ``dask_aws_magic.up(...)`` and friends. Works in a plain script too.
+
+Long calls (``up``, ``down``, ``scale``, ``restart``) take ``wait=False`` to return the running
+:class:`~dask_aws_magic.core.operation.Operation` at once (``cancel()``, ``events_since()``,
+``result()``); by default they wait, showing progress, and Ctrl-C cancels them.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..backends.base import Plan
-from ..core import lifecycle
+from ..core import inventory, lifecycle
+from ..core.operation import Operation, follow
 from ..core.registry import ClusterRecord
-from .handle import ClusterHandle
+from .handle import ClusterHandle, close_handles, connected_handle
+
+
+def _follow(operation: Operation, title: str, progress: bool) -> Any:
+    from .progress import ProgressReporter
+
+    reporter = ProgressReporter(title) if progress else None
+    try:
+        return follow(operation, reporter)
+    finally:
+        if reporter is not None:
+            reporter.finish()
 
 
 def up(
@@ -21,36 +38,55 @@ def up(
     wait_workers: int | None = None,
     keep_on_failure: bool = False,
     progress: bool = True,
-) -> ClusterHandle:
+    wait: bool = True,
+) -> ClusterHandle | Operation:
     """Start a cluster from ``profile`` and return a connected :class:`ClusterHandle`.
 
     ``overrides`` is a mapping like ``{"worker.count": 8}`` or a list like ``["worker.count=8"]``.
+    With ``wait=False`` the running operation is returned instead; connect later with
+    ``attach(operation.cluster)`` once ``operation.result()`` has returned.
     """
-    from .progress import ProgressReporter
-
-    reporter = ProgressReporter(f"up {name or profile}") if progress else None
-    try:
-        return lifecycle.up(profile, name=name, workers=workers, overrides=overrides, timeout=timeout,
-                             wait_workers=wait_workers, keep_on_failure=keep_on_failure, on_event=reporter)
-    finally:
-        if reporter is not None:
-            reporter.finish()
-
-
-def attach(name: str) -> ClusterHandle:
-    """Connect to the running cluster ``name`` (started by any kernel or the terminal)."""
-    return lifecycle.attach(name)
+    operation = lifecycle.start_up(profile, name=name, workers=workers, overrides=overrides, timeout=timeout,
+                                   wait_workers=wait_workers, keep_on_failure=keep_on_failure)
+    if not wait:
+        return operation
+    record = _follow(operation, f"up {operation.cluster}", progress)
+    handle = ClusterHandle(record)
+    handle.connect()
+    return handle
 
 
-def down(name: str | Iterable[str] | None = None, *, all: bool = False) -> list[str]:
-    """Stop one or more clusters (or ``all=True``) and remove what they created."""
+def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
+    """Connect to the running cluster ``name`` (started by any kernel, the terminal or a server).
+    A cluster this process is already connected to keeps its one client."""
+    record = inventory.answering(name)
+    handle = connected_handle(record.cluster_id) or ClusterHandle(record)
+    handle.connect(timeout=timeout)
+    return handle
+
+
+def down(name: str | Iterable[str] | None = None, *, all: bool = False, owner: str | None = None,
+         wait: bool = True) -> list[str] | Operation:
+    """Stop one or more clusters (or all of yours with ``all=True``) and remove what they created.
+    Someone else's cluster is stopped only by name and with ``owner`` naming its owner."""
     names = [name] if isinstance(name, str) else list(name or [])
-    return lifecycle.down(names, all=all)
+    for each in [None] if all else names:
+        close_handles(each)
+    operation = lifecycle.start_down(names, all=all, owner=owner)
+    return follow(operation) if wait else operation
 
 
-def list_clusters() -> list[ClusterRecord]:
-    """Every known cluster, reconciled with what is really running."""
-    return lifecycle.list_clusters()
+def list_clusters(owner: str | None = None) -> list[ClusterRecord]:
+    """Your clusters (``owner="*"``: everyone's; a name: that owner's), reconciled with what is really
+    running. Places that could not be listed (a region, a credentials profile) are reported as a
+    warning; their clusters show as ``unknown`` when a record knows them."""
+    found = inventory.survey(owner)
+    incomplete = found.incomplete()
+    if incomplete is not None:
+        import warnings
+
+        warnings.warn(str(incomplete), stacklevel=2)
+    return found.clusters
 
 
 def plan(profile: str = "local", overrides: Iterable[str] | Mapping[str, Any] | None = None) -> Plan:
@@ -68,9 +104,10 @@ def status(name: str) -> dict[str, Any]:
     return lifecycle.status(name)
 
 
-def scale(name: str, workers: int) -> ClusterRecord:
+def scale(name: str, workers: int, *, wait: bool = True) -> ClusterRecord | Operation:
     """Set the number of workers of the cluster ``name``."""
-    return lifecycle.scale(name, workers)
+    operation = lifecycle.start_scale(name, workers)
+    return follow(operation) if wait else operation
 
 
 def adapt(name: str, minimum: int = 0, maximum: int | None = None) -> ClusterRecord:
@@ -83,6 +120,15 @@ def logs(name: str) -> dict[str, str]:
     return lifecycle.logs(name)
 
 
-def restart(name: str) -> ClusterRecord:
+def panel(refresh: float = 3.0) -> Any:
+    """An ipywidgets panel to start, follow, use and stop clusters (returned as a widget: make it the
+    last expression of a cell). ``refresh``: seconds between two looks at the clusters."""
+    from .panel import panel as make_panel
+
+    return make_panel(refresh)
+
+
+def restart(name: str, *, wait: bool = True) -> ClusterRecord | Operation:
     """Restart the workers of the cluster ``name``."""
-    return lifecycle.restart(name)
+    operation = lifecycle.start_restart(name)
+    return follow(operation) if wait else operation

@@ -19,6 +19,10 @@ class _Parser(argparse.ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
         raise UsageProblem(message or "")
 
+    def print_help(self, file: object = None) -> None:
+        """``--help`` of this (sub)command only, as the message (a magic prints it, the terminal too)."""
+        raise UsageProblem(self.format_help())
+
 
 def _whole_number(text: str, minimum: int, too_small: str) -> int:
     try:
@@ -56,11 +60,14 @@ def _profile_options(parser: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = ("up", "down", "list", "status", "scale", "adapt", "attach", "plan", "profiles", "dashboard",
-            "logs", "restart", "sandbox")
+            "logs", "restart")
 
 
-def build_parser(prog: str = "%dask_cluster", *, terminal: bool = False) -> argparse.ArgumentParser:
-    """The parser for every subcommand. ``terminal`` leaves out what only makes sense in a kernel."""
+def build_parser(
+    prog: str = "%dask_cluster", *, terminal: bool = False, plugins: bool = True
+) -> argparse.ArgumentParser:
+    """The parser for every subcommand. ``terminal`` leaves out what only makes sense in a kernel;
+    ``plugins`` adds the commands of other packages (see :mod:`.commands`)."""
     parser = _Parser(prog=prog, description="Start, use and stop Dask clusters on AWS or this machine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -68,16 +75,23 @@ def build_parser(prog: str = "%dask_cluster", *, terminal: bool = False) -> argp
     up.add_argument("profile", nargs="?", default=None, help="profile name (default: local)")
     _profile_options(up)
     up.add_argument("--timeout", type=seconds, help="seconds to wait for the scheduler")
-    up.add_argument("--wait-workers", type=count, metavar="K", help="also wait until K workers joined")
+    up.add_argument("--wait-workers", type=count, metavar="K",
+                    help="return only once K workers have joined (K counts workers as `-w` does: "
+                         "instances on AWS, processes locally); default: all of them locally, none on AWS")
     up.add_argument("--keep-on-failure", action="store_true", help="keep what started if `up` fails")
     if not terminal:
         up.add_argument("--client-var", default=None, help="variable for the client (default: client)")
 
     down = sub.add_parser("down", help="stop clusters and remove everything they created")
     down.add_argument("names", nargs="*", metavar="NAME")
-    down.add_argument("--all", action="store_true", help="every cluster, including ones found by tags")
+    down.add_argument("--all", action="store_true", help="every cluster of yours, including ones found by tags")
+    down.add_argument("--owner", metavar="OWNER",
+                      help="stop a cluster of someone else, named with its owner as `list --all-owners` shows it")
 
-    sub.add_parser("list", help="list clusters (registry reconciled with processes and AWS tags)")
+    listing = sub.add_parser("list", help="list your clusters (registry reconciled with processes and AWS tags)")
+    whose = listing.add_mutually_exclusive_group()
+    whose.add_argument("--all-owners", action="store_true", help="everyone's clusters, not only yours")
+    whose.add_argument("--owner", metavar="OWNER", help="the clusters of this owner")
 
     status = sub.add_parser("status", help="workers, threads, memory and tasks of a cluster")
     status.add_argument("name", nargs="?")
@@ -112,9 +126,15 @@ def build_parser(prog: str = "%dask_cluster", *, terminal: bool = False) -> argp
     restart.add_argument("name")
 
     if not terminal:
-        sandbox = sub.add_parser("sandbox", help="start or stop the emulated AWS (moto) in this kernel")
-        sandbox.add_argument("action", choices=["start", "stop", "status"])
-        sandbox.add_argument("--boot-delay", type=float, default=0.0, help="seconds each instance boots")
+        panel = sub.add_parser("panel", help="show a widget panel: profiles, plan, Up with progress, every cluster")
+        panel.add_argument("--refresh", type=seconds, default=3.0, metavar="SECONDS",
+                           help="seconds between two looks at the clusters (default: 3)")
+
+    if plugins:
+        from .commands import plugin_commands
+
+        for name, command in plugin_commands(terminal=terminal).items():
+            command.add_arguments(sub.add_parser(name, help=command.help))
     return parser
 
 
@@ -136,9 +156,22 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
 
 
 def full_help(parser: argparse.ArgumentParser) -> str:
-    """The help of the parser and of every subcommand, for ``%dask_cluster?``."""
-    parts = [parser.format_help()]
+    """Every command with its arguments, each argument explained once (for ``%dask_cluster?``)."""
     choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    for sub in choices.values():
-        parts.append(sub.format_help())
-    return "\n".join(parts)
+    summaries = {a.dest: a.help for a in parser._subparsers._group_actions[0]._choices_actions}  # type: ignore[union-attr]
+    lines = [f"usage: {parser.prog} COMMAND [ARGUMENTS]   ({parser.prog} COMMAND --help for one command)", ""]
+    explained: dict[str, str] = {}
+    for name, sub in choices.items():
+        usage = sub.format_usage().replace("usage: ", "").replace(" [-h]", "").split()
+        lines.append(f"{' '.join(usage)}")
+        lines.append(f"    {summaries.get(name) or ''}")
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction) or not action.help:
+                continue
+            label = ", ".join(action.option_strings) or action.metavar or action.dest
+            if label in explained and explained[label] == action.help:
+                continue  # shared options (-n, -w, --set...) are explained where they first appear
+            explained[label] = action.help
+            lines.append(f"      {label:<22} {action.help}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

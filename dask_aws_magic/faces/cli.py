@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from ..core.errors import DaskAwsMagicError
 from .arguments import UsageProblem, build_parser, full_help, parse
+from .commands import plugin_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,22 +36,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args) -> str:
-    from ..core import lifecycle
+    from ..core import inventory, lifecycle
     from . import render
 
     command = args.command
+    plugin = plugin_commands(terminal=True).get(command)
+    if plugin is not None:
+        return plugin.run(args)
     if command == "list":
-        problems: list[str] = []
-        text = render.clusters(lifecycle.list_clusters(problems))
-        return "\n".join([text, *(f"warning: {p}" for p in problems)])
+        found = inventory.survey("*" if args.all_owners else args.owner)
+        incomplete = found.incomplete()
+        if incomplete is not None:
+            print(render.survey(found))
+            raise incomplete
+        return render.survey(found)
     if command == "status":
         if not args.name:
-            return render.clusters(lifecycle.list_clusters())
+            return render.clusters(inventory.list_clusters())
         return render.status(lifecycle.status(args.name))
     if command == "down":
         if not args.names and not args.all:
             raise UsageProblem("dask-aws-magic down: name the cluster(s), or pass --all.")
-        return "\n".join(lifecycle.down(args.names, all=args.all)) or "No clusters to stop."
+        return "\n".join(lifecycle.down(args.names, all=args.all, owner=args.owner)) or "No clusters to stop."
     if command == "plan":
         return render.plan(lifecycle.plan(args.profile or "local", args.overrides, name=args.name,
                                            workers=args.workers))
@@ -68,21 +75,22 @@ def run(args) -> str:
         lifecycle.restart(args.name)
         return f"Restarted the workers of {args.name!r}."
     if command == "dashboard":
-        return lifecycle._find(args.name).dashboard_link or "no dashboard" if args.name else \
-            render.clusters(lifecycle.list_clusters())
+        if not args.name:
+            return render.clusters(inventory.list_clusters())
+        return inventory.find(args.name).dashboard_link or "no dashboard"
     if command == "up":
+        from ..core.operation import follow
         from .progress import ProgressReporter
 
-        reporter = ProgressReporter(f"up {args.name or args.profile or 'local'}", notebook=False)
+        operation = lifecycle.start_up(args.profile or "local", name=args.name, workers=args.workers,
+                                       overrides=args.overrides, timeout=args.timeout,
+                                       wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure)
+        reporter = ProgressReporter(f"up {operation.cluster}", notebook=False)
         try:
-            handle = lifecycle.up(args.profile or "local", name=args.name, workers=args.workers,
-                                   overrides=args.overrides, timeout=args.timeout,
-                                   wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure,
-                                   on_event=reporter)
+            record = follow(operation, reporter)
         finally:
             reporter.finish()
-        handle.close()
-        return f"Cluster {handle.name!r} running at {handle.scheduler_address}; dashboard {handle.dashboard_link}"
+        return f"Cluster {record.name!r} running at {record.scheduler_address}; dashboard {record.dashboard_link}"
     return full_help(build_parser("dask-aws-magic", terminal=True))
 
 

@@ -1,10 +1,17 @@
-"""``ClusterHandle``: what ``up`` and ``attach`` return, shared by the API and the magics."""
+"""``ClusterHandle``: a running cluster and this process's connection to it.
+
+Connecting is a kernel-side step: the handle's client becomes the default client and dask's
+``scheduler-address`` points at the cluster, so ``Client()`` and ``.compute()`` use it. The core
+never does this (a Jupyter server process that starts clusters must not).
+"""
 
 from __future__ import annotations
 
 import html
 import weakref
 from typing import TYPE_CHECKING, Any
+
+from ..core.errors import ClusterDead
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -20,6 +27,7 @@ class ClusterHandle:
     def __init__(self, record: ClusterRecord):
         self.record = record
         self._client: Client | None = None
+        self._cluster: Any = None
         _open.add(self)
 
     # -- identity ------------------------------------------------------------------------
@@ -37,13 +45,47 @@ class ClusterHandle:
 
     # -- connection ----------------------------------------------------------------------
     def connect(self, timeout: float = 30.0) -> Client:
-        """Open a client, make it the default, and point dask's ``scheduler-address`` at the cluster."""
+        """Open a client, make it the default, and point dask's ``scheduler-address`` at the cluster.
+        The client's ``cluster`` is a ``distributed`` Cluster for this cluster (scale, adapt, widget)."""
         import dask
+        from distributed import Client
 
         if self._client is None or self._client.status in ("closed", "closing"):
-            self._client = open_client(self.record, timeout=timeout, set_as_default=True)
-        dask.config.set({"scheduler-address": self.scheduler_address})
+            from .cluster import MagicCluster
+
+            try:
+                self._cluster = MagicCluster(self.record)
+                self._client = Client(self._cluster, timeout=timeout, set_as_default=True)
+            except (OSError, TimeoutError) as exc:
+                self._disconnect_cluster()
+                raise ClusterDead(
+                    f"Could not connect to the scheduler of {self.name!r} at {self.scheduler_address} ({exc}). "
+                    f"Check it with `%dask_cluster status {self.name}`."
+                ) from None
+        dask.config.set(self._config())
         return self._client
+
+    def _config(self) -> dict[str, Any]:
+        """What dask's config needs so that ``Client()`` with no arguments reaches this cluster: its
+        address and, with TLS, its client identity (files or PEM text; never written elsewhere)."""
+        config: dict[str, Any] = {"scheduler-address": self.scheduler_address}
+        security = getattr(self._cluster, "security", None)
+        if security is not None and security.tls_ca_file:
+            config.update({"distributed.comm.tls.ca-file": security.tls_ca_file,
+                           "distributed.comm.tls.client.cert": security.tls_client_cert,
+                           "distributed.comm.tls.client.key": security.tls_client_key})
+        return config
+
+    @property
+    def cluster(self) -> Any:
+        """The ``distributed`` Cluster object of this cluster (also ``client.cluster``)."""
+        self.client  # noqa: B018 (connects on first use)
+        return self._cluster
+
+    def _disconnect_cluster(self) -> None:
+        if self._cluster is not None:
+            self._cluster.disconnect()
+            self._cluster = None
 
     @property
     def client(self) -> Client:
@@ -58,7 +100,8 @@ class ClusterHandle:
             self._client.close()
             self._client = None
         if dask.config.get("scheduler-address", None) == self.scheduler_address:
-            dask.config.set({"scheduler-address": None})
+            dask.config.set({key: None for key in self._config()})
+        self._disconnect_cluster()
 
     # -- operations ----------------------------------------------------------------------
     def scale(self, n: int) -> None:
@@ -82,6 +125,7 @@ class ClusterHandle:
         """Stop the cluster and remove everything it created."""
         from ..core import lifecycle
 
+        close_handles(self.name)
         return lifecycle.down([self.name])
 
     def __enter__(self) -> ClusterHandle:
@@ -111,28 +155,41 @@ class ClusterHandle:
                        for k, v in rows)
         return f"<div><strong>Dask cluster {html.escape(self.name)}</strong><table>{body}</table></div>"
 
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """In a kernel with ipywidgets, distributed's live Cluster widget (status, workers, dashboard link,
+        manual and adaptive scaling); front ends without widgets fall back on the HTML table."""
+        from IPython.display import display
 
-def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default: bool = False,
-                name: str | None = None) -> Client:
-    """A client of ``record``'s scheduler, with the cluster's own TLS; :class:`ClusterDead` if it
-    cannot connect."""
-    from distributed import Client
+        bundle: dict[str, Any] = {"text/plain": repr(self), "text/html": self._repr_html_()}
+        widget = self._live_widget()
+        if widget is not None:
+            view = widget._repr_mimebundle_(**kwargs) or {}
+            bundle.update({kind: data for kind, data in view.items() if kind != "text/plain"})
+        display(bundle, raw=True)
 
-    from ..backends import get_backend
-    from ..core.errors import ClusterDead
+    def _live_widget(self) -> Any:
+        """The connected cluster's widget, or None (not connected, not a kernel, or no ipywidgets)."""
+        from .progress import in_notebook
 
-    try:
-        return Client(record.scheduler_address, security=get_backend(record.backend).security(record),
-                      timeout=timeout, set_as_default=set_as_default, name=name)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterDead(
-            f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
-            f"Check it with `%dask_cluster status {record.name}`."
-        ) from None
+        if self._cluster is None or self._client is None or self._client.status != "running" or not in_notebook():
+            return None
+        try:
+            return self._cluster._widget()
+        except Exception:  # a widget that cannot be built must not hide the cluster: the HTML still shows
+            return None
 
 
-def close_handles(name: str) -> None:
-    """Close every client this process holds to the cluster ``name`` (before it goes down)."""
+def connected_handle(cluster_id: str) -> ClusterHandle | None:
+    """This process's connected handle of the cluster ``cluster_id``, if it has one."""
     for handle in list(_open):
-        if handle.name == name:
+        if handle.record.cluster_id == cluster_id and handle._client is not None and handle._client.status == "running":
+            return handle
+    return None
+
+
+def close_handles(name: str | None = None) -> None:
+    """Close every client this process holds to the cluster ``name`` (to every cluster if None),
+    before it goes down."""
+    for handle in list(_open):
+        if name is None or handle.name == name:
             handle.close()

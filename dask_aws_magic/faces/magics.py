@@ -1,8 +1,9 @@
-"""``%dask_cluster`` and ``%%dask_cluster``: the notebook face of the lifecycle."""
+"""``%dask_cluster`` and ``%%dask_cluster``: the notebook face of the core."""
 
 from __future__ import annotations
 
 import shlex
+from functools import lru_cache
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -12,8 +13,13 @@ from traitlets.config import Configurable
 
 from ..core.errors import DaskAwsMagicError
 from .arguments import UsageProblem, build_parser, full_help, parse
+from .commands import plugin_commands
 
-_PARSER = build_parser()
+
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    """Every command, plugins included (read on the first call, not at ``%load_ext``)."""
+    return build_parser()
 
 
 @magics_class
@@ -33,10 +39,10 @@ class DaskClusterMagics(Magics, Configurable):
     @line_cell_magic
     def dask_cluster(self, line: str, cell: str | None = None) -> Any:
         try:
-            args = parse(_PARSER, shlex.split(line))
+            args = parse(_parser(), shlex.split(line))
         except UsageProblem as exc:
             if "--help" in line or "-h" in line.split():
-                print(str(exc) or full_help(_PARSER))
+                print(str(exc) or full_help(_parser()))
                 return None
             raise UsageError(str(exc)) from None
         except ValueError as exc:  # shlex: unbalanced quotes
@@ -44,6 +50,10 @@ class DaskClusterMagics(Magics, Configurable):
         if cell is not None and args.command not in ("up", "plan"):
             raise UsageError("%%dask_cluster takes a profile as its body only with `up` or `plan`.")
         try:
+            plugin = plugin_commands().get(args.command)
+            if plugin is not None:
+                print(plugin.run(args))
+                return None
             return getattr(self, f"_{args.command}")(args, cell)
         except DaskAwsMagicError as exc:
             raise UsageError(str(exc)) from None
@@ -51,27 +61,31 @@ class DaskClusterMagics(Magics, Configurable):
     # -- subcommands -----------------------------------------------------------------------
     def _up(self, args: Any, cell: str | None) -> None:
         from ..core import lifecycle
+        from ..core.operation import follow
+        from .handle import ClusterHandle
         from .progress import ProgressReporter
 
         self._client_var(args.client_var)
         profile = args.profile or ("cell" if cell is not None else self.default_profile)
         name = args.name or (None if cell is None else profile)
-        reporter = ProgressReporter(f"up {name or profile}") if self.progress else None
+        operation = lifecycle.start_up(
+            profile, name=name, workers=args.workers, overrides=args.overrides, body=cell, timeout=args.timeout,
+            wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure,
+        )
+        reporter = ProgressReporter(f"up {operation.cluster}") if self.progress else None
         try:
-            handle = lifecycle.up(
-                profile, name=name, workers=args.workers, overrides=args.overrides, body=cell,
-                timeout=args.timeout, wait_workers=args.wait_workers, keep_on_failure=args.keep_on_failure,
-                on_event=reporter,
-            )
+            record = follow(operation, reporter)
         finally:
             if reporter is not None:
                 reporter.finish()
+        handle = ClusterHandle(record)
+        handle.connect()
         self._inject(handle, args.client_var)
 
     def _attach(self, args: Any, cell: str | None) -> None:
-        from ..core import lifecycle
+        from . import api
 
-        self._inject(lifecycle.attach(args.name), args.client_var)
+        self._inject(api.attach(args.name), args.client_var)
 
     def _client_var(self, client_var: str | None) -> str:
         var = client_var or self.client_var
@@ -81,6 +95,9 @@ class DaskClusterMagics(Magics, Configurable):
 
     def _inject(self, handle: Any, client_var: str | None) -> None:
         var = self._client_var(client_var)
+        previous = self.handles.get(handle.name)
+        if previous is not None and previous is not handle:
+            previous.close()  # an earlier cluster of that name: no client of it is left behind
         self.handles[handle.name] = handle
         self.shell.push({var: handle.client})
         self._show_link(handle.dashboard_link, f"Cluster {handle.name!r} ready; `{var}` is connected.")
@@ -100,23 +117,24 @@ class DaskClusterMagics(Magics, Configurable):
             print(f"{text} Dashboard: {link or 'none'}")
 
     def _down(self, args: Any, cell: str | None) -> None:
-        from ..core import lifecycle
+        from . import api
 
         if not args.names and not args.all:
             raise UsageError("%dask_cluster down: name the cluster(s), e.g. `down local`, or pass --all.")
-        for line in lifecycle.down(args.names, all=args.all):
+        for line in api.down(args.names, all=args.all, owner=args.owner):
             print(line)
         for name in list(self.handles) if args.all else args.names:
             self.handles.pop(name, None)
 
     def _list(self, args: Any, cell: str | None) -> None:
-        from ..core import lifecycle
+        from ..core import inventory
         from . import render
 
-        problems: list[str] = []
-        print(render.clusters(lifecycle.list_clusters(problems)))
-        for problem in problems:
-            print(f"warning: {problem}")
+        found = inventory.survey("*" if args.all_owners else args.owner)
+        print(render.survey(found))
+        incomplete = found.incomplete()
+        if incomplete is not None:
+            raise incomplete
 
     def _pick(self, name: str | None) -> str:
         """The cluster a command without a name means: the one this kernel uses, or the only one."""
@@ -124,9 +142,9 @@ class DaskClusterMagics(Magics, Configurable):
             return name
         if len(self.handles) == 1:
             return next(iter(self.handles))
-        from ..core import lifecycle
+        from ..core import inventory
 
-        live = [r.name for r in lifecycle.list_clusters() if r.live]
+        live = [r.name for r in inventory.list_clusters() if r.live]
         if len(live) == 1:
             return live[0]
         raise UsageError(f"Name the cluster: there are {len(live)} running ({', '.join(live) or 'none'}).")
@@ -164,9 +182,9 @@ class DaskClusterMagics(Magics, Configurable):
         print(render.profiles(lifecycle.profiles()))
 
     def _dashboard(self, args: Any, cell: str | None) -> None:
-        from ..core import lifecycle
+        from ..core import inventory
 
-        record = lifecycle._find(self._pick(args.name))
+        record = inventory.find(self._pick(args.name))
         self._show_link(record.dashboard_link, f"Cluster {record.name!r}.")
 
     def _logs(self, args: Any, cell: str | None) -> None:
@@ -175,29 +193,22 @@ class DaskClusterMagics(Magics, Configurable):
 
         print(render.logs(lifecycle.logs(args.name)))
 
+    def _panel(self, args: Any, cell: str | None) -> Any:
+        from . import api
+
+        return api.panel(args.refresh)
+
     def _restart(self, args: Any, cell: str | None) -> None:
         from ..core import lifecycle
 
         lifecycle.restart(args.name)
         print(f"Restarted the workers of {args.name!r}.")
 
-    def _sandbox(self, args: Any, cell: str | None) -> None:
-        from .. import sandbox
-
-        if args.action == "start":
-            sb = sandbox.start(boot_delay=args.boot_delay)
-            print(f"AWS sandbox running at {sb.endpoint_url} (region {sb.region}); this kernel's AWS calls "
-                  "now go to it. Stop it with `%dask_cluster sandbox stop`.")
-        elif args.action == "stop":
-            sandbox.stop()
-            print("AWS sandbox stopped; AWS settings restored.")
-        else:
-            sb = sandbox.current()
-            print(f"AWS sandbox running at {sb.endpoint_url}." if sb else "No AWS sandbox is running.")
-
 
 DaskClusterMagics.dask_cluster.__doc__ = (
     "Start, use and stop Dask clusters on AWS or this machine.\n\n"
     "    %dask_cluster up [PROFILE]        start (default profile: local), inject `client`\n"
-    "    %%dask_cluster up -n NAME         the cell body is the profile (YAML)\n\n" + full_help(_PARSER)
+    "    %%dask_cluster up -n NAME         the cell body is the profile (YAML)\n"
+    "    %dask_cluster sandbox start       the emulated AWS (and other commands from plugins)\n\n"
+    + full_help(build_parser(plugins=False))
 )

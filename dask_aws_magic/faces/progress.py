@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from ..backends.base import Event
+from ..core.operation import Event
 
 BAR_WIDTH = 20
 

@@ -35,23 +35,43 @@ def clusters(records: Sequence[ClusterRecord]) -> str:
         return "No clusters. Start one with `%dask_cluster up` (the local profile) or `up PROFILE`."
     now = time.time()
     rows = [
-        (r.name, r.backend, r.status, r.workers, r.scheduler_address or "-", r.dashboard_link or "-",
+        (r.name, r.backend, r.display_status, r.workers if r.reported_workers is None else r.reported_workers,
+          r.scheduler_address or "-", r.dashboard_link or "-",
          age(now - r.created_at), f"${r.hourly_cost:.2f}" if r.hourly_cost else "-", r.note)
         for r in records
     ]
     return table(("NAME", "BACKEND", "STATUS", "WORKERS", "SCHEDULER", "DASHBOARD", "AGE", "$/HOUR", "NOTE"), rows)
 
 
+def survey(found: Any) -> str:
+    """The clusters of an ``inventory.survey()``, where it looked, and what it could not read."""
+    lines = [clusters(found.clusters)]
+    if found.searched:
+        lines.append(f"Searched: {'; '.join(found.searched)}.")
+    if found.others:
+        whose = ", ".join(f"{count} of {owner or 'no owner tag'}" for owner, count in sorted(found.others.items()))
+        lines.append(f"Not shown: clusters of other owners ({whose}); `list --all-owners` shows them.")
+    lines += [f"warning: {problem}" for problem in [*found.corrupt, *found.ignored]]
+    return "\n".join(lines)
+
+
 def plan(p: Plan) -> str:
     lines = [f"Plan for cluster {p.name!r} from profile {p.profile!r} on backend {p.backend}:"]
+    priced = any(r.hourly_cost or r.spot_hourly_cost for r in p.resources)
     rows = []
     for r in p.resources:
-        cost = f"${r.hourly_cost:.4f}" if r.hourly_cost else "-"
-        spot = "-" if r.spot_hourly_cost is None else f"${r.spot_hourly_cost:.4f}"
-        rows.append((r.count, r.kind, r.role, r.detail, cost, spot))
-    lines.append(table(("COUNT", "KIND", "ROLE", "DETAIL", "$/H ON-DEMAND", "$/H SPOT"), rows))
+        row: tuple[Any, ...] = (r.count, r.kind, r.role, r.detail)
+        if priced:
+            spot = "unknown" if not r.spot_hourly_cost and r.role == "worker" and r.kind == "instance" else (
+                "-" if r.spot_hourly_cost is None else f"${r.spot_hourly_cost:.4f}")
+            row += (f"${r.hourly_cost:.4f}" if r.hourly_cost else "-", spot)
+        rows.append(row)
+    headers = ("COUNT", "KIND", "ROLE", "DETAIL") + (("$/H ON-DEMAND", "$/H SPOT") if priced else ())
+    lines.append(table(headers, rows))
     lines.append(f"Workers: {p.workers} x {p.threads_per_worker} thread(s), {memory(p.memory_per_worker)} each.")
-    lines.append(f"Estimated cost: ${p.hourly_cost:.4f}/hour on-demand, ${p.spot_hourly_cost:.4f}/hour with spot.")
+    if priced:
+        spot = f"${p.spot_hourly_cost:.4f}/hour with spot" if p.spot_hourly_cost else "spot price unknown"
+        lines.append(f"Estimated cost: ${p.hourly_cost:.4f}/hour on-demand, {spot}.")
     lines += [f"Note: {n}" for n in p.notes]
     return "\n".join(lines)
 

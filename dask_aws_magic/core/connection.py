@@ -1,0 +1,97 @@
+"""Talking to a cluster's scheduler from the core: a probe through the Dask protocol, and
+short-lived clients for status, scale and restart.
+
+None of this opens the default client or touches dask's global config: that is the kernel
+faces' job (:mod:`dask_aws_magic.faces.handle`), so a server process can run the core safely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import ClusterDead
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from .registry import ClusterRecord
+
+
+def security_of(record: ClusterRecord) -> Any | None:
+    """The ``distributed.Security`` a client of ``record`` needs (None without TLS)."""
+    from ..backends import get_backend
+
+    return get_backend(record.backend).security(record)
+
+
+def identity(address: str, security: Any | None = None, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The scheduler's answer to Dask's ``identity`` request (with its worker count), or None if it
+    does not answer within ``timeout``. A real handshake, TLS included, so the scheduler's log
+    shows no aborted connections."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    args = security.get_connection_args("client") if security is not None else {}
+
+    async def ask() -> dict[str, Any]:
+        comm = await connect(address, timeout=timeout, **args)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    try:
+        return _run(lambda: asyncio.wait_for(ask(), timeout))
+    except (OSError, TimeoutError, asyncio.TimeoutError, ValueError):
+        return None
+    except Exception as exc:  # CommClosedError and TLS errors while the scheduler starts
+        if type(exc).__module__.startswith(("distributed", "ssl", "tornado")):
+            return None
+        raise
+
+
+def _run(make: Any) -> Any:
+    """Run the coroutine ``make()`` to its end, also from a thread whose event loop is running
+    (a kernel's main thread), where it gets a thread of its own."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default: bool = False,
+                name: str | None = None) -> Client:
+    """A client of ``record``'s scheduler with the cluster's own TLS; :class:`ClusterDead` if it
+    cannot connect."""
+    from distributed import Client
+
+    try:
+        return Client(record.scheduler_address, security=security_of(record), timeout=timeout,
+                      set_as_default=set_as_default, name=name)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterDead(
+            f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
+            f"Check it with `%dask_cluster status {record.name}`."
+        ) from None
+
+
+@contextlib.contextmanager
+def short_client(record: ClusterRecord, timeout: float = 10.0) -> Iterator[Client]:
+    """A client for one task (never the default); connection failures become :class:`ClusterDead`."""
+    client = open_client(record, timeout=timeout)
+    try:
+        yield client
+    except (OSError, TimeoutError) as exc:
+        raise ClusterDead(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        client.close()
