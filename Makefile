@@ -22,8 +22,11 @@ demo-aws: install
 lint: install
 	$(BIN)/ruff check dask_aws_magic tests benchmarks scripts
 
+# The browser tests (tests/browser) run in a pytest run of their own, after the rest: Playwright's
+# event loop and the Jupyter test plugins' clash at teardown.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not browser"
+	$(BIN)/python -m pytest -m browser
 
 bench: install
 	$(BIN)/python benchmarks/bench_import.py

@@ -11,7 +11,7 @@ from typing import Any
 from ._version import __version__
 
 _API = ("up", "attach", "down", "list_clusters", "plan", "profiles", "status", "scale", "adapt", "logs",
-        "restart")
+        "restart", "panel")
 
 __all__ = ["__version__", "ClusterHandle", *_API, "load_ipython_extension", "unload_ipython_extension"]
 
