@@ -80,7 +80,7 @@ def test_adapt_scales_with_load(home):
     cluster = dam.up(workers=1, progress=False)
     try:
         dam.adapt("local", minimum=1, maximum=3)
-        adaptor = registry.read("local").resources["adaptor"]["pid"]
+        adaptor = registry.read("local").adaptor["pid"]
         futures = cluster.client.map(lambda x: __import__("time").sleep(0.5) or x, range(40), pure=False)
         deadline = time.monotonic() + 45
         while len(cluster.client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
@@ -212,3 +212,207 @@ def test_dashboard_link_serves_the_dashboard(home):
     with dam.up(workers=1, progress=False) as cluster, \
             urllib.request.urlopen(cluster.dashboard_link, timeout=30) as page:
         assert page.status == 200 and b"Dask" in page.read()
+
+
+KILLED_UP = """
+import os, signal
+from dask_aws_magic.core import lifecycle
+
+def die(event):
+    if event.stage == {stage!r}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+lifecycle.start_up("local", name="killed", workers=1, subscriber=die).result(60)
+"""
+
+
+def test_up_killed_before_launch_stops_blocking_its_name(home):
+    proc = subprocess.run([sys.executable, "-c", KILLED_UP.format(stage="launch")], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert registry.read("killed").status == "starting"  # what the killed process left
+    started = time.monotonic()
+    [record] = dam.list_clusters()
+    assert record.status == "dead" and time.monotonic() - started < 10  # at once, not after the timeout
+    with dam.up(name="killed", workers=1, progress=False) as cluster:  # the name is free
+        assert cluster.client.submit(sum, [1, 1]).result() == 2
+
+
+def test_up_killed_after_launch_is_completed_from_discovery(home):
+    proc = subprocess.run([sys.executable, "-c", KILLED_UP.format(stage="connect")], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while True:
+        [record] = dam.list_clusters()
+        if record.status == "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert record.status == "running" and record.scheduler_address.startswith("tls://127.0.0.1:")
+    assert "interrupted" in record.note
+    cluster = dam.attach("killed")
+    assert cluster.client.submit(sum, [2, 2]).result() == 4
+    cluster.down()
+
+
+def test_list_shows_the_workers_the_scheduler_reports(home):
+    cluster = dam.up(workers=1, progress=False)
+    security = cluster.cluster.security  # a worker from outside needs the cluster's TLS identity
+    extra = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                              "--nthreads", "1", "--no-dashboard", "--tls-ca-file", security.tls_ca_file,
+                              "--tls-cert", security.tls_client_cert, "--tls-key", security.tls_client_key],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cluster.client.wait_for_workers(2, timeout=30)
+        [record] = dam.list_clusters()
+        assert record.workers == 1 and record.reported_workers == 2  # planned 1, the scheduler has 2
+        from dask_aws_magic.faces import render
+
+        assert "local  local    running  2" in render.clusters([record])
+    finally:
+        extra.terminate()
+        extra.wait(30)
+        cluster.down()
+
+
+def test_local_cluster_is_private_to_its_user(home):
+    cluster = dam.up(workers=1, progress=False)
+    try:
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        from distributed import Client
+
+        with Client(timeout=10) as client:  # no arguments: the address and the key come from dask's config
+            assert client.submit(sum, [3, 4]).result() == 7
+        outsider = ("import sys\nfrom distributed import Client\n"
+                    "try:\n    Client(sys.argv[1], timeout=3)\nexcept Exception as exc:\n"
+                    "    print('refused', type(exc).__name__)\nelse:\n    print('CONNECTED')\n")
+        for address in (cluster.scheduler_address, cluster.scheduler_address.replace("tls://", "tcp://")):
+            out = subprocess.run([sys.executable, "-c", outsider, address], capture_output=True, text=True,
+                                 timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("DASK_")})
+            assert out.stdout.startswith("refused"), out.stdout + out.stderr
+        dam.list_clusters()
+        assert_private(home)
+    finally:
+        cluster.down()
+    assert_private(home)
+    assert not list(home.rglob("*.pem")), "the TLS material outlived the cluster"
+
+
+def assert_private(home):
+    import stat
+
+    for path in [home, *home.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, (oct(mode), path)
+        elif path.is_file():
+            assert mode == 0o600, (oct(mode), path)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a folder to another user needs root (runs as root in CI)")
+def test_home_owned_by_someone_else_is_refused(home):
+    from dask_aws_magic.core.errors import HomeNotWritable
+
+    home.mkdir(mode=0o700)
+    os.chown(home, 65534, 65534)
+    with pytest.raises(HomeNotWritable, match="belongs to another user") as info:
+        dam.up(workers=1, progress=False)
+    assert "=/tmp" not in str(info.value)  # no advice to use a shared folder
+
+
+@pytest.mark.parametrize(("name", "cluster_id"), [("../../etc", "dam-0123456789ab"), ("ok-name", "x/../y"),
+                                                  ("a" * 300, "dam-0123456789ab")])
+def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id):
+    from dask_aws_magic.core import paths
+    from dask_aws_magic.faces.cli import main
+
+    env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": name, "DASK_AWS_MAGIC_CLUSTER_ID": cluster_id,
+           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve())}
+    # A process that carries our tags, as a scheduler would, but was not made by us.
+    impostor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
+                                env=env, start_new_session=True)
+    try:
+        assert dam.list_clusters() == []
+        assert main(["down", "--all"]) == 0
+        assert impostor.poll() is None, "down --all touched a process it did not create"
+        from dask_aws_magic.core import inventory
+
+        assert any("never makes" in line for line in inventory.survey().ignored)
+        assert not (home / "clusters").exists() or not list((home / "clusters").glob("*.json"))
+    finally:
+        impostor.kill()
+        impostor.wait(10)
+
+
+def test_clusters_of_other_owners_are_shown_and_stopped_only_when_named(home):
+    from dask_aws_magic.core import paths
+    from dask_aws_magic.core.errors import ForeignCluster
+    from dask_aws_magic.faces.cli import main
+
+    mine = dam.up(name="mine", workers=1, progress=False)
+    env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": "theirs", "DASK_AWS_MAGIC_CLUSTER_ID": "dam-0123456789ab",
+           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
+           "DASK_AWS_MAGIC_OWNER": "local:mallory"}
+    theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
+                              env=env, start_new_session=True)
+    try:
+        assert [c.name for c in dam.list_clusters()] == ["mine"]
+        assert sorted(c.name for c in dam.list_clusters(owner="*")) == ["mine", "theirs"]
+        assert [c.owner for c in dam.list_clusters(owner="local:mallory")] == ["local:mallory"]
+        out = subprocess.run([sys.executable, "-m", "dask_aws_magic.faces.cli", "list"], capture_output=True,
+                             text=True, timeout=60)
+        assert "Not shown: clusters of other owners (1 of local:mallory)" in out.stdout, out.stdout
+        mine.close()
+        assert main(["down", "--all"]) == 0
+        assert registry.get("mine") is None, "down --all did not stop your own cluster"
+        assert theirs.poll() is None, "down --all stopped another owner's cluster"
+        with pytest.raises(ForeignCluster, match="belongs to local:mallory.*--owner local:mallory"):
+            dam.down("theirs")
+        assert dam.down("theirs", owner="local:mallory")[0].startswith("theirs: stopped 1 process")
+        assert theirs.wait(10) is not None
+        assert registry.get("theirs") is None, "another owner's cluster was written to your registry"
+    finally:
+        theirs.kill()
+        theirs.wait(10)
+
+
+def test_up_refuses_a_name_a_running_cluster_carries_even_without_its_record(home):
+    first = dam.up(name="twin", workers=1, progress=False)
+    try:
+        (home / "clusters" / "twin.json").unlink()  # the record is gone (another machine, a cleanup)
+        with pytest.raises(ClusterExists, match="'twin' is already running"):
+            dam.up(name="twin", workers=1, progress=False)
+        assert first.client.submit(sum, [1]).result() == 1  # the running one was left alone
+    finally:
+        first.down()
+
+
+def test_readiness_probe_leaves_no_handshake_noise_in_the_scheduler_log(home):
+    with dam.up(workers=1, progress=False):
+        log = dam.logs("local")["scheduler"]
+    assert "Scheduler at:" in log and "tls://" in log
+    for noise in ("handshake", "Traceback", "closed before", "EOF occurred"):
+        assert noise not in log, log
+
+
+def test_two_live_clusters_with_one_name_are_both_listed_and_stopped(home):
+    from dask_aws_magic.backends.local import local_identity
+    from dask_aws_magic.core import paths
+    from dask_aws_magic.faces.cli import main
+
+    real = dam.up(name="same", workers=1, progress=False)
+    real.close()
+    # The other one was started from another machine's home sharing this one, say: same name, other id.
+    env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": "same", "DASK_AWS_MAGIC_CLUSTER_ID": "dam-aaaaaaaaaaaa",
+           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
+           "DASK_AWS_MAGIC_OWNER": local_identity()}
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
+                             env=env, start_new_session=True)
+    try:
+        listed = dam.list_clusters()
+        assert sorted((c.name, c.cluster_id == "dam-aaaaaaaaaaaa") for c in listed) == [("same", False),
+                                                                                         ("same", True)]
+        assert main(["down", "--all"]) == 0
+        assert other.wait(10) is not None, "the second cluster named 'same' was not stopped"
+        assert dam.list_clusters() == []
+    finally:
+        other.kill()
+        other.wait(10)

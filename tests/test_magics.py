@@ -64,6 +64,7 @@ def test_plan_profiles_and_set(shell, capsys):
     magic(shell, "profiles")
     out = capsys.readouterr().out
     assert re.search(r"^3\s+process\s+worker", out, re.M) and "2 thread(s)" in out
+    assert "Estimated cost" not in out and "$/H" not in out  # nothing to pay for locally
     assert re.search(r"^local\s+local\s+built-in", out, re.M)
     assert re.search(r"^ec2-small\s+ec2\s+built-in", out, re.M)
 
@@ -121,3 +122,26 @@ def test_configurable_client_var(shell):
         assert "dc" in shell.user_ns
     finally:
         shell.run_line_magic("config", "DaskClusterMagics.client_var = 'client'")
+
+
+def test_subcommand_help_is_that_command_only_and_each_argument_is_explained_once(shell, capsys):
+    magic(shell, "up --help")
+    out = capsys.readouterr().out
+    assert out.startswith("usage: %dask_cluster up") and "--wait-workers" in out
+    assert "%dask_cluster down" not in out and "usage: %dask_cluster [-h]" not in out
+    doc = DaskClusterMagics.dask_cluster.__doc__
+    for option in ("--name", "--workers", "--set", "--client-var", "--wait-workers"):
+        explained = [line for line in doc.splitlines() if line.strip().startswith(option)
+                     or line.strip().startswith(f"-{option[2]}, {option}")]
+        assert len(explained) == 1, (option, explained)
+    assert "instances on AWS, processes locally" in doc
+
+
+def test_up_then_attach_keeps_one_client(shell):
+    magic(shell, "up -w 1")
+    first = shell.user_ns["client"]
+    magic(shell, "attach local")
+    assert shell.user_ns["client"] is first and first.status == "running"
+    from dask_aws_magic.faces.handle import _open
+
+    assert len([h for h in _open if h._client is not None and h.name == "local"]) == 1

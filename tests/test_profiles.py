@@ -129,3 +129,31 @@ def test_string_fields_keep_what_was_typed(home):
     loaded = profiles.load("local", ["software.python=3.10", "lifecycle.idle_timeout=off"])
     assert loaded.data["software"]["python"] == "3.10"  # not the float 3.1
     assert profiles.parse_duration(loaded.data["lifecycle"]["idle_timeout"]) == 0
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"worker.count": 2.0}, r"`worker.count` \(2.0\) must be a whole number"),
+    ({"worker.nthreads": 1.5}, r"worker.nthreads"),
+    ({"worker.count": 5000}, r"limit of 100 workers.*limits.max_workers"),
+    ({"network.ingress_cidr": "10.0.0.1/8"}, r"host bits set.*10.0.0.0/8"),
+    ({"network.ingress_cidr": "0.0.0.0/0"}, r"whole internet.*network.allow_world: true"),
+    ({"network.tls": False, "network.ingress_cidr": "10.0.0.0/8"}, r"network.allow_unauthenticated: true"),
+])
+def test_hostile_or_mistaken_values_are_profile_errors(home, override, message):
+    with pytest.raises(ProfileError, match=message):
+        profiles.load("local", override)
+
+
+def test_acknowledged_values_are_accepted(home):
+    loaded = profiles.load("local", {"worker.count": 500, "limits.max_workers": 1000,
+                                     "network.ingress_cidr": "0.0.0.0/0", "network.allow_world": True,
+                                     "network.tls": False, "network.allow_unauthenticated": True})
+    assert loaded.data["worker"]["count"] == 500
+
+
+def test_extends_cannot_leave_the_profiles_folder(home):
+    (home / "profiles").mkdir(parents=True)
+    (home / "outside.yaml").write_text("description: not a profile of yours\n")
+    for parent in ("../outside", "/etc/passwd", "..", "a/b"):
+        with pytest.raises(InvalidName, match="profile name in `extends`"):
+            profiles.load("x", body=f"extends: {parent!r}\n")

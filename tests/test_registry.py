@@ -69,3 +69,24 @@ def test_remove_leaves_a_newer_cluster_of_the_same_name(home):
     assert registry.read("c1").cluster_id == "dam-new"
     registry.remove("c1", "dam-new")
     assert registry.get("c1") is None
+
+
+@pytest.mark.parametrize("content", [
+    "[]", "null", '"text"', '{"name": "x"}',
+    '{"name": "bad", "cluster_id": "dam-1", "backend": "local", "profile": "p", "workers": "two"}',
+    '{"name": "bad", "cluster_id": "dam-1", "backend": "local", "profile": "p", "resources": []}',
+    '{"name": "../../etc", "cluster_id": "dam-1", "backend": "local", "profile": "p"}',
+    '{"name": "other", "cluster_id": "dam-1", "backend": "local", "profile": "p"}',
+])
+def test_wrong_shaped_record_is_reported_as_corrupt(home, content):
+    import dask_aws_magic as dam
+    from dask_aws_magic.faces.cli import main
+
+    paths.ensure_home()
+    (paths.clusters_dir() / "bad.json").write_text(content)
+    records, problems = registry.scan()
+    assert records == [] and len(problems) == 1 and "bad.json" in problems[0]
+    with pytest.raises(ClusterNotFound, match="corrupt"):
+        registry.read("bad")
+    assert dam.list_clusters() == []  # neither list ...
+    assert main(["down", "--all"]) == 0  # ... nor down --all crash on it
