@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo demo-aws test lint bench clean
+.PHONY: install demo demo-aws test lint labextension bench clean
 
 install: $(VENV)/.installed
 
@@ -22,9 +22,19 @@ demo-aws: install
 lint: install
 	$(BIN)/ruff check dask_aws_magic tests benchmarks scripts
 
+# The JupyterLab sidebar (labextension/): node packages from the lock file, the prebuilt extension,
+# its jest tests, and the fresh build put where this venv's JupyterLab looks (`make install` copied
+# whatever was built then).
+LABEXT_SHARE := $(VENV)/share/jupyter/labextensions/dask-aws-magic
+labextension: install
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable \
+		&& PATH="$(CURDIR)/$(BIN):$$PATH" jlpm build:prod && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
+	rm -rf $(LABEXT_SHARE) && cp -r dask_aws_magic/labextension $(LABEXT_SHARE)
+	cp labextension/install.json $(LABEXT_SHARE)/
+
 # The browser tests (tests/browser) run in a pytest run of their own, after the rest: Playwright's
 # event loop and the Jupyter test plugins' clash at teardown.
-test: lint
+test: lint labextension
 	$(BIN)/python -m pytest -m "not browser"
 	$(BIN)/python -m pytest -m browser
 
@@ -35,4 +45,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_ec2_calls.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info labextension/node_modules labextension/lib dask_aws_magic/labextension

@@ -102,6 +102,34 @@ def lab_page(request: pytest.FixtureRequest, browser: Any, jupyter_lab: JupyterL
              pytestconfig: pytest.Config) -> Iterator[LabPage]:
     """A fresh JupyterLab page. Afterwards: a screenshot if the test failed, every kernel stopped, and
     no cluster process of the lab's home left running."""
+    yield from _page(request, browser, jupyter_lab, artifacts, pytestconfig)
+
+
+@pytest.fixture
+def sandbox_lab(chromium: str, tmp_path: Path) -> Iterator[JupyterLab]:
+    """A ``jupyter lab`` of its own (with its kernels) inside a fresh AWS sandbox; afterwards no
+    sandbox resource may be left."""
+    from dask_aws_magic import sandbox
+
+    with sandbox.Sandbox() as sb:
+        lab = JupyterLab(root=tmp_path / "notebooks", home=tmp_path / "dask-aws-magic-home")
+        try:
+            lab.start(tmp_path)  # the sandbox's AWS environment is in os.environ now
+            yield lab
+        finally:
+            lab.stop()
+        assert not sb.resources(), sb.resources()
+
+
+@pytest.fixture
+def sandbox_lab_page(request: pytest.FixtureRequest, browser: Any, sandbox_lab: JupyterLab, artifacts: Path,
+                     pytestconfig: pytest.Config) -> Iterator[LabPage]:
+    """``lab_page`` on ``sandbox_lab``."""
+    yield from _page(request, browser, sandbox_lab, artifacts, pytestconfig)
+
+
+def _page(request: pytest.FixtureRequest, browser: Any, jupyter_lab: JupyterLab, artifacts: Path,
+          pytestconfig: pytest.Config) -> Iterator[LabPage]:
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)

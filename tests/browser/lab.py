@@ -74,7 +74,9 @@ class JupyterLab:
                        "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTER_CONFIG_DIR": str(workdir / "config")}
         command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={self.port}",
                    "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={self.root}",
-                   f"--IdentityProvider.token={self.token}", "--LabApp.expose_app_in_browser=True"]
+                   f"--IdentityProvider.token={self.token}", "--LabApp.expose_app_in_browser=True",
+                   # The sidebar's server extension, even where the install did not enable it.
+                   "--ServerApp.jpserver_extensions=dask_aws_magic.serverext=True"]
         if os.geteuid() == 0:
             command.append("--allow-root")
         self.log = workdir / "jupyter-lab.log"

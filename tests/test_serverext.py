@@ -1,0 +1,316 @@
+"""The jupyter-server extension's REST API through pytest-jupyter's ``jp_fetch``, on a real server
+with unauthenticated access off: every route, with and without the token, bad bodies, unknown
+clusters, a failing create, a cancel, and a cluster started by a magic in another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+# pytest-jupyter's fixtures for this module only (its autouse fixtures must not reach other tests).
+from pytest_jupyter.jupyter_core import *  # noqa: F403
+from pytest_jupyter.jupyter_server import *  # noqa: F403
+from pytest_jupyter.pytest_tornasync import *  # noqa: F403
+
+from dask_aws_magic.core import registry
+
+API = "dask-aws-magic"
+OPERATION_TIMEOUT = 120.0
+
+
+@pytest.fixture
+def jp_server_config():  # noqa: F811
+    return {"ServerApp": {"jpserver_extensions": {"dask_aws_magic.serverext": True},
+                          "allow_unauthenticated_access": False}}
+
+
+@pytest.fixture
+def api(home, jp_fetch, jp_asyncio_loop):  # noqa: F811
+    """``api(method, path, body)`` -> (status, JSON answer), with the token; runs on the test's loop."""
+
+    def call(method: str, path: str, body=None, **kwargs):
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+        if method in ("POST", "PATCH") and body is None:
+            body = ""
+        answer = jp_asyncio_loop.run_until_complete(
+            jp_fetch(API, path, method=method, body=body, raise_error=False, **kwargs))
+        text = answer.body.decode()
+        if answer.headers.get("Content-Type", "").startswith("application/json") and text:
+            return answer.code, json.loads(text)
+        return answer.code, text
+
+    call.loop = jp_asyncio_loop
+    return call
+
+
+def follow(api, started) -> dict:
+    """Poll the operation a 202 answer points at until it ends; its last JSON (with every event)."""
+    code, data = started
+    assert code == 202, data
+    op_id = data["operation"]["id"]
+    deadline = time.monotonic() + OPERATION_TIMEOUT
+    while time.monotonic() < deadline:
+        code, op = api("GET", f"operations/{op_id}")
+        assert code == 200, op
+        if op["state"] != "running":
+            return op
+        api.loop.run_until_complete(_sleep(0.2))
+    raise AssertionError(f"operation {op_id} still running: {op}")
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+ROUTES = [
+    ("GET", "profiles", None), ("GET", "profiles/local", None), ("POST", "profiles/local/plan", "{}"),
+    ("GET", "clusters", None), ("POST", "clusters", '{"profile": "local"}'), ("GET", "clusters/x", None),
+    ("PATCH", "clusters/x", '{"workers": 1}'), ("DELETE", "clusters/x", None), ("GET", "clusters/x/logs", None),
+    ("GET", "operations", None), ("GET", "operations/op-00", None), ("POST", "operations/op-00/cancel", ""),
+    ("GET", "operations/op-00/events", None), ("GET", "dashboard/x/status", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+def test_every_route_refuses_requests_without_the_token(home, jp_fetch, jp_asyncio_loop, method, path, body):  # noqa: F811
+    answer = jp_asyncio_loop.run_until_complete(
+        jp_fetch(API, path, method=method, body=body, headers={"Authorization": ""}, raise_error=False))
+    assert answer.code == 403, (answer.code, answer.body[:200])
+    assert not (home / "clusters").exists() or not list((home / "clusters").iterdir())
+
+
+def test_profiles_one_profile_and_plan(api, home):
+    code, data = api("GET", "profiles")
+    assert code == 200 and "local" in [p["name"] for p in data["profiles"]]
+    assert data["folder"] == str(home / "profiles")
+    code, one = api("GET", "profiles/local")
+    assert code == 200 and one["backend"] == "local" and isinstance(one["data"], dict)
+    assert api("GET", "profiles/no-such")[0] == 404
+    code, plan = api("POST", "profiles/local/plan", {"name": "planned", "workers": 3,
+                                                     "overrides": {"worker.nthreads": 2}})
+    assert code == 200, plan
+    assert plan["name"] == "planned" and plan["workers"] == 3 and plan["threads_per_worker"] == 2
+    assert plan["hourly_cost"] == 0 and plan["resources"]
+    assert not list((home / "clusters").glob("*.json")) if (home / "clusters").exists() else True
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("profiles/local/plan", {"workers": "two"}, "'workers'"),
+    ("profiles/local/plan", {"workers": 0}, "'workers'"),
+    ("profiles/local/plan", {"overrides": ["worker.count=2"]}, "'overrides'"),
+    ("profiles/local/plan", {"overrides": {"worker.nthreads": "many"}}, "worker.nthreads"),
+    ("profiles/local/plan", {"colour": "blue"}, "'colour'"),
+    ("profiles/local/plan", "[1, 2]", "JSON object"),
+    ("profiles/local/plan", "{not json", "not valid JSON"),
+    ("clusters", {"profile": "local", "name": "Bad Name!"}, "name"),
+    ("clusters", {"profile": 3}, "'profile'"),
+    ("clusters", {"profile": "local", "workers": True}, "'workers'"),
+    ("clusters", {"profile": "no-such-profile"}, "no-such-profile"),
+])
+def test_bad_bodies_are_answered_400_naming_the_field(api, home, path, body, field):
+    code, data = api("POST", path, body)
+    assert code == 400, data
+    assert field in data["message"], data["message"]
+    assert not (home / "clusters").exists() or not list((home / "clusters").glob("*.json"))
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "clusters/ghost", None), ("PATCH", "clusters/ghost", {"workers": 2}),
+    ("PATCH", "clusters/ghost", {"adapt": {"minimum": 0, "maximum": 2}}), ("DELETE", "clusters/ghost", None),
+    ("GET", "clusters/ghost/logs", None), ("GET", "operations/op-0123", None),
+    ("POST", "operations/op-0123/cancel", None), ("GET", "dashboard/ghost/status", None),
+])
+def test_an_unknown_cluster_or_operation_is_404(api, method, path, body):
+    code, data = api(method, path, body)
+    assert code == 404, data
+    assert "ghost" in data["message"] or "op-0123" in data["message"]
+
+
+def test_bad_patch_bodies(api):
+    for body, field in (({}, "'workers'"), ({"workers": 1, "adapt": {}}, "'adapt'"),
+                        ({"workers": -1}, "'workers'"), ({"adapt": {"minimum": 0}}, "'maximum'"),
+                        ({"adapt": 3}, "'adapt'")):
+        code, data = api("PATCH", "clusters/ghost", body)
+        assert code == 400 and field in data["message"], (body, data)
+
+
+def test_a_create_that_fails_reports_why_and_leaves_nothing(api, home):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        started = api("POST", "clusters", {"profile": "local", "name": "doomed", "workers": 1,
+                                           "overrides": {"scheduler.port": busy.getsockname()[1]}})
+        assert started[1]["follow"].endswith(f"/dask-aws-magic/operations/{started[1]['operation']['id']}")
+        op = follow(api, started)
+    assert op["state"] == "failed" and "scheduler process exited" in op["error"], op
+    assert op["events"][-1]["stage"] == "failed"
+    assert registry.get("doomed") is None
+    assert api("GET", "clusters/doomed")[0] == 404
+
+
+def test_a_create_can_be_cancelled(api, home):
+    started = api("POST", "clusters", {"profile": "local", "name": "cancelme", "workers": 1})
+    op_id = started[1]["operation"]["id"]
+    code, listed = api("GET", "clusters")
+    row = next(c for c in listed["clusters"] if c["name"] == "cancelme")
+    assert row["status"] == "starting" and row["operation"] == op_id
+    code, data = api("POST", f"operations/{op_id}/cancel")
+    assert code == 202 and data["cancelled"] is True
+    op = follow(api, started)
+    assert op["state"] == "cancelled" and "torn down" in op["error"], op
+    assert registry.get("cancelme") is None
+
+
+def test_create_follow_scale_adapt_logs_dashboard_and_delete(api, home):
+    started = api("POST", "clusters", {"profile": "local", "name": "sidebar", "workers": 1})
+    op_id = started[1]["operation"]["id"]
+    assert op_id in [o["id"] for o in api("GET", "operations")[1]["operations"]]
+    op = follow(api, started)
+    assert op["state"] == "succeeded", op
+    stages = [e["stage"] for e in op["events"]]
+    assert stages[0] == "plan" and "boot" in stages and stages[-1] == "succeeded"
+    code, later = api("GET", f"operations/{op_id}", params={"since": len(op["events"]) - 1})
+    assert [e["stage"] for e in later["events"]] == ["succeeded"]
+    code, stream = api("GET", f"operations/{op_id}/events")
+    assert code == 200 and stream.count("\ndata: ") == len(op["events"]) and "event: succeeded" in stream
+
+    code, listed = api("GET", "clusters")
+    row = next(c for c in listed["clusters"] if c["name"] == "sidebar")
+    assert row["status"] == "running" and row["workers"] == 1 and row["hourly_cost"] == 0
+    assert row["dashboard_link"].startswith("http://127.0.0.1:") and row["age"] >= 0
+    assert "settings" not in row and "resources" not in row
+    assert api("GET", "clusters/sidebar")[1]["name"] == "sidebar"
+
+    scaled = follow(api, api("PATCH", "clusters/sidebar", {"workers": 2}))
+    assert scaled["state"] == "succeeded", scaled
+    assert registry.read("sidebar").workers == 2
+    code, adapted = api("PATCH", "clusters/sidebar", {"adapt": {"minimum": 1, "maximum": 2}})
+    assert code == 200 and adapted["adaptive"] == {"minimum": 1, "maximum": 2}
+
+    code, logs = api("GET", "clusters/sidebar/logs")
+    assert code == 200 and logs["logs"] and any("Scheduler" in text for text in logs["logs"].values())
+
+    code, page = api("GET", "dashboard/sidebar/status")
+    assert code == 200 and "Dask" in page and "<html" in page.lower()
+    code, info = api("GET", "dashboard/sidebar/info/main/workers.html")
+    assert code == 200 and "Worker" in info
+
+    down = follow(api, api("DELETE", "clusters/sidebar"))
+    assert down["state"] == "succeeded", down
+    assert api("GET", "clusters/sidebar")[0] == 404
+
+
+MAGIC = """
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic("load_ext", "dask_aws_magic")
+shell.run_line_magic("dask_cluster", "up -n magicked -w 1")
+"""
+
+
+def test_a_cluster_started_by_a_magic_in_another_process_shows_up(api, home):
+    process = subprocess.Popen([sys.executable, "-c", MAGIC], env=os.environ, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + OPERATION_TIMEOUT
+        while time.monotonic() < deadline:
+            code, listed = api("GET", "clusters")
+            row = next((c for c in listed["clusters"] if c["name"] == "magicked"), None)
+            if row is not None:
+                seen.append(row["display_status"])
+                if row["status"] == "running" and process.poll() is not None:
+                    break
+            api.loop.run_until_complete(_sleep(0.1))
+        assert process.wait(30) == 0
+        assert seen and seen[-1] == "running", seen
+        assert row["operation"] is None and row["workers"] == 1  # not this server's operation
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # It outlived the process that started it, and the server can stop it.
+    down = follow(api, api("DELETE", "clusters/magicked"))
+    assert down["state"] == "succeeded", down
+
+
+def test_both_extensions_are_installed_enabled_and_ok():
+    jupyter = [sys.executable, "-m", "jupyter"]
+    server = subprocess.run([*jupyter, "server", "extension", "list"], capture_output=True, text=True, timeout=60)
+    lines = (server.stdout + server.stderr).splitlines()
+    assert any("dask_aws_magic.serverext" in line and "enabled" in line for line in lines), lines
+    assert any("dask_aws_magic.serverext" in line and "OK" in line for line in lines), lines
+    lab = subprocess.run([*jupyter, "labextension", "list"], capture_output=True, text=True, timeout=60)
+    row = next((line for line in (lab.stdout + lab.stderr).splitlines() if "dask-aws-magic" in line), "")
+    assert "enabled" in row and "OK" in row, lab.stdout + lab.stderr
+
+
+@pytest.fixture
+def tls_dashboard(home, tmp_path, jp_asyncio_loop, monkeypatch):  # noqa: F811
+    """A stand-in for a TLS cluster's dashboard (HTTPS and a websocket echo, client certificates
+    required) and the record of its cluster; the proxy gets the cluster's ``Security``."""
+    import ssl
+
+    import tornado.web
+    import tornado.websocket
+    from distributed.security import Security
+
+    from dask_aws_magic.core.registry import ClusterRecord
+    from dask_aws_magic.serverext import proxy
+
+    security = Security.temporary()
+    for name, text in (("cert.pem", security.tls_scheduler_cert), ("key.pem", security.tls_scheduler_key),
+                       ("ca.pem", security.tls_ca_file)):
+        (tmp_path / name).write_text(text)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.pem"))
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.verify_mode = ssl.CERT_REQUIRED  # as the cluster's own client, or not at all
+
+    class Page(tornado.web.RequestHandler):
+        def get(self):
+            self.write(f"<html><title>Dask: {self.request.path}?{self.request.query}</title></html>")
+
+    class Echo(tornado.websocket.WebSocketHandler):
+        def on_message(self, message):
+            self.write_message(f"echo {message}")
+
+    app = tornado.web.Application([(r"/status/ws", Echo), (r"/.*", Page)])
+    server = jp_asyncio_loop.run_until_complete(_listen(app, context))
+    port = next(iter(server._sockets.values())).getsockname()[1]
+    record = ClusterRecord(name="secure", cluster_id="dam-0123456789ab", backend="local", profile="local",
+                           status="running", dashboard_link=f"https://127.0.0.1:{port}/status")
+    registry.write(record)
+    monkeypatch.setattr(proxy, "security_of", lambda found: security)
+    yield record
+    server.stop()
+    registry.remove("secure")
+
+
+async def _listen(app, context):
+    from tornado.httpserver import HTTPServer
+
+    server = HTTPServer(app, ssl_options=context)
+    server.listen(0, "127.0.0.1")
+    return server
+
+
+def test_the_dashboard_of_a_tls_cluster_is_reached_as_its_client(api, tls_dashboard, jp_ws_fetch):  # noqa: F811
+    code, page = api("GET", "dashboard/secure/individual-task-stream", params={"a": "1"})
+    assert code == 200 and "Dask: /individual-task-stream?a=1" in page, page
+
+    async def talk():
+        socket = await jp_ws_fetch(API, "dashboard", "secure", "status", "ws")
+        await socket.write_message("hello")
+        answer = await socket.read_message()
+        socket.close()
+        return answer
+
+    assert api.loop.run_until_complete(talk()) == "echo hello"
