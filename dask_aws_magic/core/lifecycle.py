@@ -273,7 +273,7 @@ def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float) -> Non
                 registry.write(record)
                 security = security_of(record)
                 ctx.emit("connect", f"connecting to the scheduler at {seen.address}")
-        if seen.address and identity(seen.address, security, timeout=0.5) is not None:
+        if seen.address and identity(seen.address, security, timeout=2.0) is not None:
             ctx.emit("connect", f"scheduler answers at {seen.address}")
             return
         if time.monotonic() > deadline:
