@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from typing import Any
 
 import dask_aws_magic as dam
 from dask_aws_magic.backends import get_backend
+from dask_aws_magic.backends.ec2 import lookups
 from dask_aws_magic.core import registry
 from dask_aws_magic.core.naming import new_cluster_id
 from dask_aws_magic.core.profiles import load
@@ -22,21 +25,50 @@ from dask_aws_magic.core.registry import ClusterRecord
 from dask_aws_magic.sandbox import Sandbox
 
 
+class BenchContext:
+    """The backend context with no operation around it: nothing cancels, saves go to the registry."""
+
+    cancelled = False
+
+    def __init__(self, record: ClusterRecord) -> None:
+        self.record = record
+
+    def emit(self, stage: str, message: str, done: int | None = None, total: int | None = None) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def save(self, resources: Any) -> None:
+        self.record.resources = resources.to_json()
+        registry.write(self.record)
+
+    def retire(self, worker_names: list[str]) -> None:
+        pass
+
+
 def launch_only(sb: Sandbox, workers: int) -> int:
+    lookups.forget()  # each counted as the first `up` of a process: nothing kept from the one before
     sb.reset_calls()
     profile = load("bench", [f"worker.count={workers}"])
     backend = get_backend("ec2")
     plan = backend.plan(profile, "bench")
-    record = ClusterRecord(name="bench", cluster_id=new_cluster_id(), backend="ec2", profile="bench")
-    backend.launch(plan, record, lambda: registry.write(record))
+    record = ClusterRecord(name="bench", cluster_id=new_cluster_id(), backend="ec2", profile="bench",
+                           settings=dict(plan.settings))  # as the core does before launch
+    ctx = BenchContext(record)
+    ctx.save(backend.launch(ctx, plan, record))
     seen = backend.poll(record)
     assert seen.total == workers + 1, seen
-    backend.terminate(record)
+    backend.terminate(ctx, record)
     registry.remove("bench")
     return sum(sb.calls().values())
 
 
 def full_up(sb: Sandbox, workers: int) -> tuple[int, dict[str, int]]:
+    lookups.forget()
     sb.reset_calls()
     handle = dam.up("bench", workers=workers, wait_workers=0, progress=False)
     handle.down()

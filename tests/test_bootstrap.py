@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
@@ -41,3 +42,43 @@ def test_env_names_are_refused_if_not_shell_names():
                               software=userdata.Software(**SOFTWARE, env={"A;id": "x"}), tls=None)
     with pytest.raises(ValueError, match="not an environment variable name"):
         userdata.user_data(spec)
+
+
+@pytest.mark.parametrize("role", ["scheduler", "worker"])
+def test_dask_line_is_the_shared_command(role):
+    spec = userdata.NodeSpec(role=role, cluster="c", cluster_id="d", software=userdata.Software(**SOFTWARE),
+                             tls=new_cluster_tls("c"), scheduler_ip="10.0.0.5", idle_timeout=600)
+    line = next(x for x in userdata.user_data(spec).splitlines() if x.startswith("$RUN $PY "))
+    assert shlex.split(line) == ["$RUN", "$PY", *userdata.dask_argv(spec)]
+    assert '--host "$IP"' in line
+
+
+def _spec(**software):
+    return userdata.NodeSpec(role="scheduler", cluster="c", cluster_id="d", tls=None,
+                             software=userdata.Software(**{**SOFTWARE, **software}))
+
+
+@pytest.mark.parametrize("check", ["QUICK_CHECK", "VERSIONS_CHECK"])
+def test_versions_are_checked_without_importing_dask(check):
+    import sys
+    from importlib.metadata import version
+
+    code = getattr(userdata, check)
+    assert code in userdata.user_data(_spec())
+    here = {"WANT_PYTHON": f"{sys.version_info.major}.{sys.version_info.minor}", "WANT_DASK": version("dask"),
+            "WANT_DISTRIBUTED": version("distributed"), "WANT_BOKEH": "1"}
+    checked = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=here, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    imported = {line.split("|")[-1].strip() for line in checked.stderr.splitlines()}
+    assert not {m for m in imported if m.split(".")[0] in ("dask", "distributed", "bokeh")}
+    for wrong in ({"WANT_DASK": "0.0.1"}, {"WANT_DISTRIBUTED": "0.0.1"}, {"WANT_PYTHON": "2.7"}):
+        assert subprocess.run([sys.executable, "-c", code], env={**here, **wrong}).returncode == 1
+
+
+def test_nothing_is_installed_with_the_system_pip_and_paths_follow_the_root():
+    script = userdata.user_data(_spec(pip=["pandas"]))
+    assert "python3 -m pip" not in script  # a system pip may refuse (PEP 668): venvs only
+    assert 'python3 -m venv "$D/tools" && "$D/tools/bin/python" -m pip install -q uv' in script
+    assert 'python3 -m venv --system-site-packages "$D/env" && "$D/env/bin/python" -m pip install -q pandas' in script
+    assert 'D="${SANDBOX_INSTANCE_ROOT:-}/opt/dask-aws-magic"' in script
+    assert "/opt/dask-aws-magic" not in script.replace('D="${SANDBOX_INSTANCE_ROOT:-}/opt/dask-aws-magic"', "")

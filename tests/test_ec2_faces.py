@@ -53,3 +53,26 @@ def test_notebook_flow_in_the_sandbox(shell, capsys):
     shell.run_line_magic("dask_cluster", "sandbox stop")
     assert sandbox.current() is None
     assert {k: v for k, v in os.environ.items() if k.startswith("AWS_")} == before
+
+
+def test_sandbox_after_a_kernel_restart_names_the_clusters_it_took_along(shell, capsys):
+    import dask_aws_magic as dam
+
+    shell.run_line_magic("dask_cluster", "sandbox start")
+    shell.run_line_magic("dask_cluster", "up ec2-small -n before")
+    shell.user_ns["client"].close()
+    endpoint = sandbox.current().endpoint_url
+    sandbox.stop()  # the kernel restarts: its sandbox, and every instance in it, is gone; the record stays
+    capsys.readouterr()
+
+    shell.run_line_magic("dask_cluster", "sandbox start")
+    out = capsys.readouterr().out
+    assert "before" in out and "`%dask_cluster down before`" in out and sandbox.current().endpoint_url != endpoint
+    shell.run_line_magic("dask_cluster", "sandbox status")
+    assert "`%dask_cluster down before`" in capsys.readouterr().out
+    assert [(c.name, c.status) for c in dam.list_clusters()] == [("before", "dead")]  # never "running"
+    shell.run_line_magic("dask_cluster", "down before")
+    assert "sandbox it ran in" in capsys.readouterr().out
+    assert dam.list_clusters() == [] and not sandbox.current().resources()
+    shell.run_line_magic("dask_cluster", "sandbox status")
+    assert "down before" not in capsys.readouterr().out

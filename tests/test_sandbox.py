@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -262,6 +263,37 @@ def test_fault_on_json_protocol(sb: Sandbox) -> None:
             ssm.get_parameter(Name="/x")
 
 
+def test_delay_holds_a_request_then_serves_it(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    ami = boto3.client("ssm").get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
+    launched: list[str] = []
+
+    def launch() -> None:
+        reply = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+        launched.extend(i["InstanceId"] for i in reply["Instances"])
+
+    delay = sb.delay("ec2:RunInstances", 1.0)
+    started = time.monotonic()
+    thread = threading.Thread(target=launch)
+    thread.start()
+    wait_for(lambda: sb.calls()["ec2:RunInstances"] == 1)  # counted on arrival, then held
+    assert ec2.describe_instances()["Reservations"] == []  # other requests are served meanwhile
+    thread.join(timeout=10)
+    assert time.monotonic() - started >= 1.0
+    assert len(launched) == 1 and delay.remaining == 0
+    started = time.monotonic()
+    launch()  # used up: answered at once
+    assert time.monotonic() - started < 0.5
+
+    sb.delay("ec2:RunInstances", 60.0, times=None)
+    thread = threading.Thread(target=launch)
+    thread.start()
+    wait_for(lambda: sb.calls()["ec2:RunInstances"] == 3)
+    sb.clear_delays()  # lets the held request go
+    thread.join(timeout=5)
+    assert not thread.is_alive() and len(launched) == 3
+
+
 def test_calls_are_counted(sb: Sandbox) -> None:
     ec2, iam = boto3.client("ec2"), boto3.client("iam")
     ec2.describe_instances()
@@ -351,3 +383,106 @@ def _sleepers() -> list[str]:
         if cmdline.startswith(("sleep 300 ", "sleep 301 ", "sleep 302 ")):
             found.append(cmdline)
     return found
+
+
+WRITE_ROOT = """#!/bin/bash
+mkdir -p "$SANDBOX_INSTANCE_ROOT/opt/app" && cd "$SANDBOX_INSTANCE_ROOT/opt/app"
+ID=$(basename "$(dirname "$SANDBOX_INSTANCE_ROOT")")
+echo "secret of $ID" > key.pem
+echo "root=$SANDBOX_INSTANCE_ROOT"
+echo "mine=$(cat key.pem)"
+sleep 300
+"""
+
+
+def test_each_instance_has_its_own_root(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    ids = run(ec2, WRITE_ROOT, count=2)
+    outputs = [wait_for(lambda i=i: "mine=" in sb.console_output(i) and sb.console_output(i)) for i in ids]
+    roots = {out.split("root=")[1].split()[0] for out in outputs}
+    assert len(roots) == 2 and not os.path.exists("/opt/app")  # nothing shared, nothing on the host's /
+    for instance_id, out in zip(ids, outputs, strict=True):
+        assert f"mine=secret of {instance_id}" in out
+    ec2.terminate_instances(InstanceIds=ids)
+    for root in roots:  # once ended, only the console output is left: no key material
+        wait_for(lambda root=root: os.listdir(os.path.dirname(root)) == ["console.log"], timeout=5)
+    assert all("mine=" in sb.console_output(i) for i in ids)
+
+
+def test_package_managers_never_run_on_the_host(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    commands = ["dnf install -y htop", "yum install -y htop", "apt-get install -y htop", "pip install six",
+                "pip3 install six", "python3 -m pip install six", "docker pull busybox"]
+    script = "#!/bin/bash\n" + "".join(f"{c}; echo \"status=$?\"\n" for c in commands) + (
+        'python3 -m venv --without-pip "$SANDBOX_INSTANCE_ROOT/env" && echo venv-ok\necho done\n')
+    (instance_id,) = run(ec2, script)
+    output = wait_for(lambda: "done" in sb.console_output(instance_id) and sb.console_output(instance_id), timeout=30)
+    for command in commands:
+        assert f"[sandbox] {command}: refused" in output
+    assert output.count("status=1") == len(commands)
+    assert "venv-ok" in output  # a venv under the instance's root is the instance's own business
+
+
+def test_two_sandboxes_at_once_do_not_collide(sb: Sandbox, tmp_path: Any) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import sys, time, boto3\n"
+        "from dask_aws_magic.sandbox import Sandbox\n"
+        "with Sandbox() as sb:\n"
+        f"    ami = boto3.client('ssm').get_parameter(Name={AMI_PARAMETER!r})['Parameter']['Value']\n"
+        f"    ids = [i['InstanceId'] for i in boto3.client('ec2').run_instances(ImageId=ami, MinCount=2, MaxCount=2,"
+        f" UserData={SERVE_USER_DATA!r})['Instances']]\n"
+        "    while not all('serving on' in sb.console_output(i) for i in ids): time.sleep(0.05)\n"
+        "    print(*[sb.console_output(i).split('serving on ')[1].split()[0] for i in ids], flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    other = subprocess.Popen([sys.executable, str(driver)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        ec2 = boto3.client("ec2")
+        ids = run(ec2, SERVE_USER_DATA, count=2)
+        theirs = other.stdout.readline().split()  # type: ignore[union-attr]
+        ours = [describe(ec2, i)["PrivateIpAddress"] for i in ids]
+        assert len(theirs) == 2 and not set(theirs) & set(ours)
+        for ip in [*ours, *theirs]:
+            assert wait_for(lambda ip=ip: http_get(f"http://{ip}:8000/index.html")) == f"hello from {ip}\n"
+    finally:
+        other.communicate("\n", timeout=30)
+    assert other.returncode == 0
+
+
+def test_credentials_profiles_are_separate_accounts(sb: Sandbox) -> None:
+    account = sb.add_credentials_profile("work", region="eu-west-1")
+    work = boto3.Session(profile_name="work")
+    assert work.client("sts").get_caller_identity()["Account"] == account
+    assert boto3.client("sts").get_caller_identity()["Account"] != account
+    ami = work.client("ssm", region_name="eu-west-1").get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
+    mine = work.client("ec2", region_name="eu-west-1").run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+    assert not boto3.client("ec2", region_name="eu-west-1").describe_instances()["Reservations"]
+    assert sb.resources()["instances"] == [mine["Instances"][0]["InstanceId"]]
+    work.client("ec2", region_name="eu-west-1").terminate_instances(InstanceIds=[mine["Instances"][0]["InstanceId"]])
+    assert not sb.resources()  # the profile's own user is the sandbox's, not a leftover
+
+
+def test_requests_are_kept_and_faults_can_target_a_region(sb: Sandbox) -> None:
+    sb.inject_fault("ec2:DescribeInstances", "UnauthorizedOperation", times=None, region="eu-west-1")
+    boto3.client("ec2").describe_instances(Filters=[{"Name": "tag-key", "Values": ["x"]}])
+    with pytest.raises(ClientError, match="UnauthorizedOperation"):
+        boto3.client("ec2", region_name="eu-west-1").describe_instances()
+    kept = sb.requests("ec2:DescribeInstances")
+    assert [r["@region"] for r in kept] == ["us-east-1", "eu-west-1"] and kept[0]["Filter.1.Name"] == "tag-key"
+
+
+def test_spot_prices_are_those_in_effect(sb: Sandbox) -> None:
+    ec2 = boto3.client("ec2")
+    now = ec2.describe_spot_price_history(InstanceTypes=["m6i.large"], StartTime=time.time())["SpotPriceHistory"]
+    assert {h["SpotPrice"] for h in now} == {"0.032000"}  # a third of the on-demand list price
+    assert len({h["AvailabilityZone"] for h in now}) == len(now) > 1  # one price per zone
+    history = ec2.describe_spot_price_history(InstanceTypes=["m6i.large"])["SpotPriceHistory"]
+    assert len(history) == 2 * len(now)  # without a StartTime: older prices too
+    sb.set_spot_price("m6i.large", 0.05, zone="us-east-1a")
+    sb.set_spot_price("t3.medium", None)
+    now = ec2.describe_spot_price_history(InstanceTypes=["m6i.large", "t3.medium"], StartTime=time.time())
+    prices = {(h["InstanceType"], h["AvailabilityZone"]): h["SpotPrice"] for h in now["SpotPriceHistory"]}
+    assert prices[("m6i.large", "us-east-1a")] == "0.050000" and prices[("m6i.large", "us-east-1b")] == "0.032000"
+    assert not any(t == "t3.medium" for t, _ in prices)

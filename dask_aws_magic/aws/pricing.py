@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -22,12 +23,28 @@ def on_demand(instance_type: str, region: str) -> float | None:
     return round(base * table["region_factor"].get(region, table["region_factor"]["default"]), 4)
 
 
-def spot(ec2: Any, instance_type: str) -> float | None:
-    """The lowest current spot price across the region's zones (one API call), or None."""
-    history = ec2.describe_spot_price_history(
-        InstanceTypes=[instance_type], ProductDescriptions=["Linux/UNIX"], MaxResults=20,
-    ).get("SpotPriceHistory", [])
-    prices = [float(h["SpotPrice"]) for h in history if h.get("InstanceType") == instance_type]
+def spot_prices(ec2: Any, instance_types: Iterable[str]) -> dict[str, dict[str, float]]:
+    """The current spot price of each type in each zone: {type: {zone: USD per hour}}. StartTime is
+    now, so AWS answers the price in effect in each zone, not up to 90 days of history. A price of
+    zero is no price: left out, so it shows as unknown."""
+    import datetime
+
+    pages = ec2.get_paginator("describe_spot_price_history").paginate(
+        InstanceTypes=sorted(set(instance_types)), ProductDescriptions=["Linux/UNIX"],
+        StartTime=datetime.datetime.now(datetime.timezone.utc),
+    )
+    found: dict[str, dict[str, float]] = {}
+    for item in pages.search("SpotPriceHistory[]"):
+        price = float((item or {}).get("SpotPrice") or 0)
+        if price > 0:
+            zones = found.setdefault(item["InstanceType"], {})
+            zones[item["AvailabilityZone"]] = min(price, zones.get(item["AvailabilityZone"], price))
+    return found
+
+
+def lowest(by_zone: dict[str, float], zones: Iterable[str]) -> float | None:
+    """The cheapest of ``by_zone`` in ``zones``, or None when none is known."""
+    prices = [by_zone[zone] for zone in zones if zone in by_zone]
     return min(prices) if prices else None
 
 

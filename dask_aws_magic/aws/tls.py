@@ -1,19 +1,10 @@
-"""Per-cluster TLS material and the network range allowed to reach a cluster."""
+"""Per-cluster TLS material: one certificate shared by the scheduler, the workers and the client."""
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
-import os
-import socket
-import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlparse
-
-from ..core.errors import LaunchError
-
-CHECKIP_URL = "https://checkip.amazonaws.com"
-IMDS_ADDRESS = "169.254.169.254"  # link-local, so on EC2 the route to it leaves by the VPC interface
+from typing import Any
 
 
 @dataclass
@@ -26,7 +17,7 @@ class ClusterTLS:
     cert: str
     key: str
 
-    def security(self):
+    def security(self) -> Any:
         """A ``distributed.Security`` for a client of this cluster (the global dask config untouched)."""
         from distributed import Security
 
@@ -60,51 +51,3 @@ def new_cluster_tls(name: str, days: int = 365) -> ClusterTLS:
         key=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()).decode(),
     )
-
-
-def check_cidr(cidr: str) -> str:
-    """``cidr`` normalised, or a :class:`LaunchError` naming ``network.ingress_cidr``."""
-    try:
-        return str(ipaddress.ip_network(cidr, strict=False))
-    except ValueError:
-        raise LaunchError(
-            f"`network.ingress_cidr` is {cidr!r}, which is not an IPv4 network; write it like 203.0.113.7/32."
-        ) from None
-
-
-def _local_address_towards(host: str) -> str:
-    """This machine's address on the route to ``host`` (a UDP connect sends no packet)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((socket.gethostbyname(host), 9))
-        return probe.getsockname()[0]
-
-
-def caller_cidr(endpoint_url: str | None = None, timeout: float = 3.0, private: bool = False) -> str:
-    """The /32 of the address this machine reaches the cluster from.
-
-    With a custom endpoint (``AWS_ENDPOINT_URL``: a VPC endpoint, a proxy, the sandbox) or with
-    ``private`` (a notebook inside the VPC), it is this machine's own address on the route there,
-    found without sending traffic. Otherwise it is the public address AWS sees, asked of
-    checkip.amazonaws.com.
-    """
-    endpoint_url = endpoint_url if endpoint_url is not None else os.environ.get("AWS_ENDPOINT_URL")
-    try:
-        if endpoint_url:
-            return f"{_local_address_towards(urlparse(endpoint_url).hostname or '127.0.0.1')}/32"
-        if private:
-            return f"{_local_address_towards(IMDS_ADDRESS)}/32"
-    except OSError as exc:
-        raise LaunchError(
-            f"Could not find this machine's address to open the scheduler to it ({exc}). "
-            "Set `network.ingress_cidr` in the profile (e.g. `--set network.ingress_cidr=10.0.0.0/16`)."
-        ) from None
-    try:
-        with urllib.request.urlopen(CHECKIP_URL, timeout=timeout) as reply:  # noqa: S310 (fixed https URL)
-            address = reply.read().decode().strip()
-        ipaddress.ip_address(address)
-    except (OSError, ValueError) as exc:
-        raise LaunchError(
-            f"Could not find this machine's public address to open the scheduler to it ({exc}). "
-            "Set `network.ingress_cidr` in the profile (e.g. `--set network.ingress_cidr=203.0.113.7/32`)."
-        ) from None
-    return f"{address}/32"

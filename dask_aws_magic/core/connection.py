@@ -55,18 +55,24 @@ def identity(address: str, security: Any | None = None, timeout: float = 1.0) ->
 
 
 def _run(make: Any) -> Any:
-    """Run the coroutine ``make()`` to its end, also from a thread whose event loop is running
-    (a kernel's main thread), where it gets a thread of its own."""
+    """Run the coroutine ``make()`` to its end on a loop of its own, leaving the calling thread's
+    event-loop state as it was (``asyncio.run`` would unset it); from a thread whose loop is
+    running (a kernel's main thread) it gets a thread of its own."""
     import asyncio
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make())
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(make())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
+        return pool.submit(_run, make).result()
 
 
 def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default: bool = False,

@@ -20,6 +20,7 @@ class AwsRequest:
     action: str
     protocol: str  # "query", "ec2", "json", "rest-json" or "rest-xml"
     params: dict[str, str] = field(default_factory=dict)
+    region: str | None = None  # from the signature's credential scope
 
     @property
     def key(self) -> str:
@@ -32,31 +33,32 @@ def parse_request(environ: dict[str, Any], body: bytes) -> AwsRequest | None:
     if path.startswith("/moto-api"):
         return None
     query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-    service = _service(environ, query)
+    service, region = _scope(environ, query)
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         params = _flatten(_json(body))
-        return AwsRequest(service, target.rsplit(".", 1)[-1], "json", params)
+        return AwsRequest(service, target.rsplit(".", 1)[-1], "json", params, region)
     params = dict(query)
     if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     if "Action" in params:
-        return AwsRequest(service, params["Action"], "ec2" if service == "ec2" else "query", params)
+        return AwsRequest(service, params["Action"], "ec2" if service == "ec2" else "query", params, region)
     method = environ.get("REQUEST_METHOD", "GET")
     headers = frozenset(k[5:].replace("_", "-").lower() for k in environ if k.startswith("HTTP_"))
     action, protocol = _rest_operation(service, method, path, tuple(sorted(query.items())), headers)
     if protocol == "rest-json":
         params.update(_flatten(_json(body)))
-    return AwsRequest(service, action, protocol, params)
+    return AwsRequest(service, action, protocol, params, region)
 
 
-def _service(environ: dict[str, Any], query: dict[str, str]) -> str:
+def _scope(environ: dict[str, Any], query: dict[str, str]) -> tuple[str, str | None]:
+    """The service and region the request was signed for."""
     auth = environ.get("HTTP_AUTHORIZATION", "") or query.get("X-Amz-Credential", "")
     match = _CREDENTIAL.search(auth.replace("%2F", "/"))
     if match:
-        return match.group(2)
+        return match.group(2), match.group(1)
     host = environ.get("HTTP_HOST", "")
-    return host.split(".", 1)[0] if "amazonaws" in host else "unknown"
+    return (host.split(".", 1)[0] if "amazonaws" in host else "unknown"), None
 
 
 def _json(body: bytes) -> Any:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .emulator import InstanceEmulator
     from .env import AwsEnvironment
-    from .faults import Fault, FaultRegistry
+    from .faults import Delay, Delays, Fault, Rules
     from .server import CallCounter, SandboxServer
+    from .spot import SpotPrices
 
 _active: Sandbox | None = None
 _active_lock = threading.Lock()
@@ -25,8 +26,8 @@ class Sandbox:
 
     boot_delay: seconds a new instance stays `pending` before its user-data runs.
     instance_env: extra environment variables for every instance's user-data.
-    workdir: where per-instance directories (home, console.log, user-data) go; kept after stop.
-        By default a temporary directory, removed on stop.
+    workdir: where per-instance directories (home, root, console.log, user-data) go; once an instance
+        has ended only its console.log is kept. By default a temporary directory, removed on stop.
     """
 
     def __init__(
@@ -46,7 +47,10 @@ class Sandbox:
         self._emulator: InstanceEmulator | None = None
         self._env: AwsEnvironment | None = None
         self._calls: CallCounter | None = None
-        self._faults: FaultRegistry | None = None
+        self._faults: Rules[Fault] | None = None
+        self._delays: Delays | None = None
+        self._spot: SpotPrices | None = None
+        self._accounts = 0
         self._undo: list[Any] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -84,24 +88,28 @@ class Sandbox:
 
         from ._patch import Patches
         from .emulator import InstanceEmulator
-        from .faults import FaultRegistry
+        from .faults import Delays, Rules
         from .iam import patch_managed_policies
         from .ips import patch_moto_ips
         from .server import CallCounter, SandboxServer
+        from .spot import SpotPrices, patch_spot_prices
 
         patches = Patches()
         self._undo.append(patches.restore)
         patch_moto_ips(patches)
         patch_managed_policies(patches)
+        self._spot = SpotPrices()
+        patch_spot_prices(patches, self._spot)
         moto_api_backend.reset()
         # moto otherwise moves ECS tasks towards STOPPED on every DescribeTasks.
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
         self._undo.append(lambda: state_manager.unset_transition("ecs::task"))
 
-        self._calls, self._faults = CallCounter(), FaultRegistry()
-        self._server = SandboxServer(self._calls, self._faults)
+        self._calls, self._faults, self._delays = CallCounter(), Rules(), Delays()
+        self._server = SandboxServer(self._calls, self._faults, self._delays)
         self._server.start()
         self._undo.append(self._server.stop)
+        self._undo.append(self._delays.release)  # held requests answer before the server stops
         self._env.set_endpoint(self._server.endpoint_url)
         self._emulator = InstanceEmulator(self._root, self._boot_delay, self.instance_env)
         self._emulator.start()
@@ -116,7 +124,7 @@ class Sandbox:
                 self._undo.pop()()
             except BaseException as exc:  # keep undoing the rest
                 error = error or exc
-        self._server = self._emulator = self._env = None
+        self._server = self._emulator = self._env = self._spot = None
         if self._root and not self.workdir:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
@@ -167,6 +175,11 @@ class Sandbox:
         """AWS API calls served since start or `reset_calls()`, keyed "service:Action"."""
         return self._need(self._calls).snapshot()
 
+    def requests(self, action: str) -> list[dict[str, str]]:
+        """The parameters of the last requests of `action` ("ec2:RunInstances"), oldest first, with
+        query-protocol names ("NetworkInterface.1.AssociatePublicIpAddress"); "@region" is where it went."""
+        return self._need(self._calls).requests(action)
+
     def reset_calls(self) -> None:
         self._need(self._calls).reset()
 
@@ -187,22 +200,61 @@ class Sandbox:
         times: int | None = 1,
         match: dict[str, Any] | None = None,
         status: int = 400,
+        region: str | None = None,
     ) -> Fault:
         """Fail the next `times` requests of `action` ("ec2:RunInstances") with an AWS error.
 
         `match`: request parameters that must be equal, with query-protocol names
         (e.g. {"InstanceMarketOptions.MarketType": "spot"}); JSON bodies are flattened the same way.
-        `times=None` fails until `clear_faults()`. The returned Fault's `remaining` counts down.
+        `region`: only requests made to that region. `times=None` fails until `clear_faults()`.
+        The returned Fault's `remaining` counts down.
         """
         from .faults import Fault
 
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
-        fault = Fault(action, code, message or code, times, dict(match or {}), status)
+        fault = Fault(action, times, dict(match or {}), region, code=code, message=message or code, status=status)
         return self._need(self._faults).add(fault)
 
     def clear_faults(self) -> None:
         self._need(self._faults).clear()
+
+    def delay(self, action: str, seconds: float, times: int | None = 1, match: dict[str, Any] | None = None) -> Delay:
+        """Hold the next `times` requests of `action` ("ec2:RunInstances") `seconds` before AWS
+        answers them as usual: a slow AWS, to act (cancel, say) while a call is in flight.
+
+        `match` and `times=None` as for `inject_fault`; the request is counted when it arrives.
+        Keep `seconds` under the client's read timeout, or the client retries the call.
+        """
+        from .faults import Delay
+
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1 or None")
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        return self._need(self._delays).add(Delay(action, times, dict(match or {}), seconds=seconds))
+
+    def clear_delays(self) -> None:
+        """Forget every delay and answer the requests held now."""
+        self._need(self._delays).release()
+
+    def set_spot_price(self, instance_type: str, price: float | None, zone: str | None = None) -> None:
+        """The spot price DescribeSpotPriceHistory gives `instance_type` (in `zone`, or every zone);
+        None: no spot price at all. By default a third of the on-demand list price."""
+        self._need(self._spot).set(instance_type, price, zone)
+
+    def add_credentials_profile(self, name: str, region: str | None = None, account_id: str | None = None) -> str:
+        """A credentials profile `name` (as `aws configure --profile NAME` makes), with `region`, whose
+        calls land in `account_id` (by default an account of its own, which the default credentials
+        cannot see). Returns the account id."""
+        from .accounts import FIRST_ACCOUNT, add_profile
+
+        self._need(self._server)
+        if account_id is None:
+            account_id, self._accounts = str(FIRST_ACCOUNT + self._accounts), self._accounts + 1
+        add_profile(os.environ["AWS_CONFIG_FILE"], os.environ["AWS_SHARED_CREDENTIALS_FILE"], name,
+                    region or self.region, account_id)
+        return account_id
 
     def interrupt_spot(self, instance_id: str, action: str = "terminate", notice: float = 2.0) -> None:
         """Emulate a spot interruption: metadata spot/instance-action appears, then after `notice`

@@ -1,4 +1,10 @@
-"""Runs what gets launched in moto: each instance's user-data as a local process group."""
+"""Runs what gets launched in moto: each instance's user-data as a local process group.
+
+Each instance is a separate machine as far as this host allows: its own folder (home, console,
+and a root under which user-data writes what it would write at ``/``, named by
+``SANDBOX_INSTANCE_ROOT``), its own loopback address, package managers that refuse to run (they
+would change this host), and nothing of it left but its console output once it has ended.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +34,11 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
 KILL_GRACE = 2.0
 CONSOLE_LIMIT = 64 * 1024  # GetConsoleOutput returns the last 64 KB, as on AWS
+ROOT_VARIABLE = "SANDBOX_INSTANCE_ROOT"  # where the instance's "/" is; user-data may prefix its paths with it
 _POWER_OFF_FILE = "power-off"
+_KEPT = ("console.log",)  # what stays of an ended instance (GetConsoleOutput still answers)
+PACKAGE_MANAGERS = ("dnf", "yum", "apt-get", "apt", "rpm", "dpkg", "pip", "pip3",
+                    f"pip{sys.version_info.major}.{sys.version_info.minor}", "conda", "mamba", "docker")
 
 
 @dataclass
@@ -42,6 +53,7 @@ class EmulatedInstance:
     user_data: bytes | None = None
     extra_metadata: Tree = field(default_factory=dict)
     interrupt: tuple[float, str] | None = None
+    cleaned: bool = False  # its files (keys included) removed once it ended
 
     @property
     def id(self) -> str:
@@ -52,8 +64,25 @@ class EmulatedInstance:
         return os.path.join(self.directory, "console.log")
 
     @property
+    def root(self) -> str:
+        return os.path.join(self.directory, "root")
+
+    @property
     def pgid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def clean(self) -> None:
+        """Remove everything the instance had but its console output (user-data and its root hold keys)."""
+        self.cleaned = True
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.listdir(self.directory):
+                if entry not in _KEPT:
+                    path = os.path.join(self.directory, entry)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
 
 
 class InstanceEmulator:
@@ -251,6 +280,9 @@ class InstanceEmulator:
         for record in list(self._records.values()):
             if record.process is not None:
                 record.process.poll()
+            if record.phase == "ended" and not record.cleaned and (
+                    record.pgid is None or not live_groups({record.pgid})):
+                record.clean()
         if self._kills:
             live = live_groups(set(self._kills))
             now = time.monotonic()
@@ -268,13 +300,14 @@ class InstanceEmulator:
             if record.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     record.process.wait(timeout=1)
+            record.clean()  # the machines are gone with the sandbox, even if their folders are kept
 
     # -- booting ---------------------------------------------------------------------------
     def _boot(self, record: EmulatedInstance) -> None:
         home = os.path.join(record.directory, "home")
         bin_dir = os.path.join(record.directory, "bin")
-        os.makedirs(home, exist_ok=True)
-        os.makedirs(bin_dir, exist_ok=True)
+        for folder in (home, bin_dir, record.root):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
         _write_shims(bin_dir, record.directory)
         data = record.user_data = decode_user_data(record.instance.user_data)
         instance = record.instance
@@ -306,7 +339,10 @@ class InstanceEmulator:
             "SHELL": "/bin/bash",
             "LANG": "C.UTF-8",
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.metadata.endpoint_for(record.id),
+            ROOT_VARIABLE: record.root,
         }
+        if os.environ.get("LD_LIBRARY_PATH"):  # what this host's Python, run as the instance's, may need to start
+            env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         env.update(self.extra_env)
         return env
 
@@ -325,7 +361,9 @@ def _apply_template_settings(backend: Any, instance: Any, kwargs: dict[str, Any]
 
 
 def _write_shims(bin_dir: str, instance_dir: str) -> None:
-    """Power-off commands that ask the emulator to shut the instance down; python3/python if needed."""
+    """Commands the instance finds first on its PATH: power-off commands that ask the emulator to shut
+    the instance down; package managers that refuse (they would change this host, not the instance);
+    and python3/python, this host's interpreter, refusing to pip-install into it."""
     marker = shlex.quote(os.path.join(instance_dir, _POWER_OFF_FILE))
     power_off = f': > {marker}\necho "[sandbox] $(basename "$0") $*: instance-initiated shutdown"\n'
     shims = {
@@ -343,11 +381,13 @@ def _write_shims(bin_dir: str, instance_dir: str) -> None:
             "esac\n"
         ),
     }
-    python_dir = os.path.dirname(sys.executable)
+    refuse = ('echo "[sandbox] $(basename "$0") $*: refused: the instance shares this host\'s software, so '
+              'package managers do not run here; use an image (or a Python) that already has what it needs, '
+              'or a venv under the instance\'s root" >&2\nexit 1\n')
+    shims.update(dict.fromkeys(PACKAGE_MANAGERS, refuse))
+    python = shlex.quote(sys.executable)
     for name in ("python3", "python"):
-        found = os.path.join(python_dir, name)
-        if not os.path.exists(found) or os.path.realpath(found) != os.path.realpath(sys.executable):
-            shims[name] = f'exec {shlex.quote(sys.executable)} "$@"\n'
+        shims[name] = f'case " $* " in *" -m pip "*|*" -m ensurepip "*)\n{refuse};;\nesac\nexec {python} "$@"\n'
     for name, body in shims.items():
         path = os.path.join(bin_dir, name)
         with open(path, "w") as f:

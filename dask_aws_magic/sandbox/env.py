@@ -36,9 +36,9 @@ class AwsEnvironment:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
-            # Nonexistent files: no real profile or credentials can be read.
-            "AWS_CONFIG_FILE": os.path.join(config_dir, "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": os.path.join(config_dir, "no-aws-credentials"),
+            # The sandbox's own files (absent until a profile is added): no real profile or credentials.
+            "AWS_CONFIG_FILE": os.path.join(config_dir, "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": os.path.join(config_dir, "aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
         }

@@ -1,4 +1,5 @@
-"""Injected AWS errors: which requests fail, and the error bodies AWS would send."""
+"""Injected AWS misbehaviour: which requests fail (and the error bodies AWS would send), and
+which are held a while before they are answered (a slow AWS)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,47 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from xml.sax.saxutils import escape
 
 from .awsrequest import AwsRequest
 
 
 @dataclass
-class Fault:
-    """Fail the next `remaining` requests of `action` whose params include `match`.
+class Rule:
+    """Applies to the next `remaining` requests of `action` whose params include `match` (and that
+    were made in `region`, if given).
 
-    `remaining=None` fails every matching request until the fault is cleared.
+    `remaining=None` applies to every matching request until the rule is cleared.
     """
 
     action: str
-    code: str
-    message: str = ""
     remaining: int | None = 1
     match: dict[str, Any] = field(default_factory=dict)
-    status: int = 400
+    region: str | None = None
 
     def matches(self, request: AwsRequest) -> bool:
         if request.key != self.action or self.remaining == 0:
             return False
+        if self.region is not None and request.region != self.region:
+            return False
         return all(request.params.get(k) == _as_param(v) for k, v in self.match.items())
+
+
+@dataclass(kw_only=True)
+class Fault(Rule):
+    """Answer the request with an AWS error instead of serving it."""
+
+    code: str
+    message: str = ""
+    status: int = 400
+
+
+@dataclass(kw_only=True)
+class Delay(Rule):
+    """Hold the request `seconds` before serving it as usual."""
+
+    seconds: float
 
 
 def _as_param(value: Any) -> str:
@@ -38,33 +56,55 @@ def _as_param(value: Any) -> str:
     return str(value)
 
 
-class FaultRegistry:
-    """Thread-safe list of faults, consumed in the order they were injected."""
+R = TypeVar("R", bound=Rule)
+
+
+class Rules(Generic[R]):
+    """Thread-safe list of rules, consumed in the order they were added."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: list[Fault] = []
+        self._rules: list[R] = []
 
-    def add(self, fault: Fault) -> Fault:
+    def add(self, rule: R) -> R:
         with self._lock:
-            self._faults.append(fault)
-        return fault
+            self._rules.append(rule)
+        return rule
 
     def clear(self) -> None:
         with self._lock:
-            self._faults.clear()
+            self._rules.clear()
 
-    def take(self, request: AwsRequest) -> Fault | None:
-        """Return (and count down) the first fault that applies to `request`."""
+    def take(self, request: AwsRequest) -> R | None:
+        """Return (and count down) the first rule that applies to `request`."""
         with self._lock:
-            for fault in self._faults:
-                if fault.matches(request):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                        if fault.remaining == 0:
-                            self._faults.remove(fault)
-                    return fault
+            for rule in self._rules:
+                if rule.matches(request):
+                    if rule.remaining is not None:
+                        rule.remaining -= 1
+                        if rule.remaining == 0:
+                            self._rules.remove(rule)
+                    return rule
         return None
+
+
+class Delays(Rules[Delay]):
+    """Delays, and the held requests: `release()` (clear, or the sandbox stopping) lets them all go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._released = threading.Event()
+
+    def hold(self, request: AwsRequest) -> None:
+        """Wait as the first matching delay says (returns at once if none, or once released)."""
+        delay = self.take(request)
+        if delay is not None:
+            self._released.wait(delay.seconds)
+
+    def release(self) -> None:
+        self.clear()
+        self._released.set()
+        self._released = threading.Event()
 
 
 def error_response(fault: Fault, request: AwsRequest) -> tuple[int, list[tuple[str, str]], bytes]:

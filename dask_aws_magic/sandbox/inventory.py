@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from .accounts import USER_PATH
+
 
 def _backends(backend_dict: Any) -> Iterator[Any]:
     """Every already-created backend (all accounts, all regions) of a moto BackendDict."""
@@ -79,7 +81,7 @@ def _iam(found: dict[str, list[str]]) -> None:
     for backend in _backends(iam_backends):
         found["iam_roles"] += [r.name for r in list(backend.roles.values())]
         found["instance_profiles"] += list(backend.instance_profiles)
-        found["iam_users"] += list(backend.users)
+        found["iam_users"] += [name for name, user in list(backend.users.items()) if user.path != USER_PATH]
         found["iam_policies"] += [arn for arn in list(backend.managed_policies) if ":aws:policy/" not in arn]
 
 

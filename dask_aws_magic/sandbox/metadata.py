@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,12 @@ def _credentials() -> str:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # an instance killed mid-request
+            super().handle_error(request, client_address)
+
+
 class MetadataServer:
     """Threaded HTTP server answering IMDSv2 requests for every emulated instance."""
 
@@ -104,7 +111,7 @@ class MetadataServer:
         self.resolve = resolve
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, 0), _handler_for(self))
+        self._httpd = _Server((host, 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-imds", daemon=True

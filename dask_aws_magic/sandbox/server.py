@@ -1,10 +1,10 @@
-"""moto's threaded server, with a WSGI layer that counts calls and injects faults."""
+"""moto's threaded server, with a WSGI layer that counts calls, holds some and injects faults."""
 
 from __future__ import annotations
 
 import io
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -13,45 +13,59 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .awsrequest import parse_request
-from .faults import FaultRegistry, error_response
+from .awsrequest import AwsRequest, parse_request
+from .faults import Delays, Fault, Rules, error_response
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class CallCounter:
-    """Thread-safe Counter of "service:Action" keys."""
+    """Thread-safe Counter of "service:Action" keys, and the last requests of each (their region and
+    parameters, query-protocol names)."""
+
+    KEPT = 200  # requests kept per action
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._requests: dict[str, deque[dict[str, str]]] = {}
 
-    def add(self, key: str) -> None:
+    def add(self, request: AwsRequest) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[request.key] += 1
+            kept = self._requests.setdefault(request.key, deque(maxlen=self.KEPT))
+            kept.append({**request.params, "@region": request.region or ""})
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self._counts)
 
+    def requests(self, key: str) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._requests.get(key, ()))
+
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._requests.clear()
 
 
 class SandboxMiddleware:
-    """Counts every AWS request and answers those matching an injected fault with an error."""
+    """Counts every AWS request, holds those matching a delay (each server thread serves one
+    request, so others go on meanwhile), and answers those matching a fault with an error."""
 
-    def __init__(self, app: WsgiApp, calls: CallCounter, faults: FaultRegistry) -> None:
+    def __init__(self, app: WsgiApp, calls: CallCounter, faults: Rules[Fault], delays: Delays) -> None:
         self.app = app
         self.calls = calls
         self.faults = faults
+        self.delays = delays
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         body = _read_body(environ)
         request = parse_request(environ, body)
         if request is not None:
-            self.calls.add(request.key)
+            self.calls.add(request)
+            self.delays.hold(request)
             fault = self.faults.take(request)
             if fault is not None:
                 status, headers, data = error_response(fault, request)
@@ -86,13 +100,16 @@ class _QuietHandler(WSGIRequestHandler):
 class SandboxServer(ThreadedMotoServer):
     """`ThreadedMotoServer` on a free loopback port, wrapped in `SandboxMiddleware`."""
 
-    def __init__(self, calls: CallCounter, faults: FaultRegistry, ip_address: str = "127.0.0.1") -> None:
+    def __init__(self, calls: CallCounter, faults: Rules[Fault], delays: Delays,
+                 ip_address: str = "127.0.0.1") -> None:
         super().__init__(ip_address=ip_address, port=0, verbose=False)
         self.calls = calls
         self.faults = faults
+        self.delays = delays
 
     def _server_entry(self) -> None:
-        app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), self.calls, self.faults)
+        app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), self.calls, self.faults,
+                                self.delays)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=_QuietHandler)
         self._server_ready_event.set()
         self._server.serve_forever(poll_interval=0.05)

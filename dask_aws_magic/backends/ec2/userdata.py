@@ -1,4 +1,5 @@
-"""User-data scripts that turn a fresh instance into a Dask scheduler or worker.
+"""User-data scripts that turn a fresh instance into a Dask scheduler or worker: EC2's way of
+delivering the Dask command line of :mod:`..dask_commands`.
 
 The script asks the instance-metadata service (IMDSv2) for its own address, installs the client's
 Python and dask versions only if the image lacks them, writes the cluster's TLS certificate, runs
@@ -16,12 +17,31 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from ...aws.tls import ClusterTLS
+from .. import dask_commands
 
 EC2_USER_DATA_LIMIT = 16 * 1024
-SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
-HOME = "/opt/dask-aws-magic"
+HOME = "/opt/dask-aws-magic"  # on the instance; the sandbox's emulator puts it under the instance's own root
+ROOT_VARIABLE = "SANDBOX_INSTANCE_ROOT"  # set by the sandbox's instance emulator only: empty on EC2
+DIR = "$D"  # the script's variable holding HOME under the root
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SHELL_VARIABLES = ("$IP", "$ID", DIR)  # set by the script (the address and id from the instance metadata)
+TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/cluster.pem", cert=f"{DIR}/cluster.pem", key=f"{DIR}/cluster.key")
+IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
+# Whether a Python has the wanted versions, from the packages' metadata: importing dask and
+# distributed to ask them would cost the instance a second or two before the scheduler starts. First
+# the installed-package folders by name (a directory listing), then importlib.metadata (~50 ms more)
+# for installs that name their metadata otherwise.
+QUICK_CHECK = (
+    "import os, sys; e = os.environ; n = set(); [n.update(os.listdir(p)) for p in sys.path if os.path.isdir(p)]; "
+    "sys.exit(not (sys.version.startswith(e['WANT_PYTHON'] + '.') and 'dask-' + e['WANT_DASK'] + '.dist-info' in n "
+    "and 'distributed-' + e['WANT_DISTRIBUTED'] + '.dist-info' in n and (e['WANT_BOKEH'] == '0' "
+    "or any(x.startswith('bokeh-') and x.endswith('.dist-info') for x in n))))"
+)
+VERSIONS_CHECK = (
+    "import os, sys; from importlib.metadata import version as v; e = os.environ; sys.exit(not ("
+    "sys.version.startswith(e['WANT_PYTHON'] + '.') and v('dask') == e['WANT_DASK'] "
+    "and v('distributed') == e['WANT_DISTRIBUTED'] and (e['WANT_BOKEH'] == '0' or v('bokeh'))))"
+)
 
 
 @dataclass
@@ -55,7 +75,7 @@ class NodeSpec:
 
 
 def _heredoc(path: str, text: str, tag: str) -> str:
-    return f"cat > {path} <<'{tag}'\n{text.rstrip()}\n{tag}\n"
+    return f"cat > {_shell_word(path)} <<'{tag}'\n{text.rstrip()}\n{tag}\n"
 
 
 def _software(spec: NodeSpec, exported: list[str]) -> str:
@@ -68,62 +88,67 @@ def _software(spec: NodeSpec, exported: list[str]) -> str:
             " || stop 'installing docker failed'; fi\n"
             "systemctl start docker 2>/dev/null || true\n"
             f"docker pull -q {image} || stop 'pulling the image failed'\n"
-            f'RUN="docker run --rm --network host{passed} -v {HOME}:{HOME} {image}"\nPY=python\n'
+            f'RUN="docker run --rm --network host{passed} -v {DIR}:{DIR} {image}"\nPY=python\n'
         )
     # The wanted versions reach Python through the environment, never pasted into its source.
-    check = ("import os, sys, importlib.util, dask, distributed; e = os.environ; sys.exit(not ("
-             "sys.version.startswith(e['WANT_PYTHON'] + '.') and dask.__version__ == e['WANT_DASK'] "
-             "and distributed.__version__ == e['WANT_DISTRIBUTED'] "
-             "and (e['WANT_BOKEH'] == '0' or importlib.util.find_spec('bokeh'))))")
     dashboard = ["bokeh>=3.1"] if spec.role == "scheduler" else []  # serves the dashboard
     packages = " ".join(shlex.quote(p) for p in
                         [f"dask=={sw.dask}", f"distributed=={sw.distributed}", *dashboard, *sw.pip])
     lines = [
         f"export WANT_PYTHON={shlex.quote(sw.python)} WANT_DASK={shlex.quote(sw.dask)} "
         f"WANT_DISTRIBUTED={shlex.quote(sw.distributed)} WANT_BOKEH={1 if dashboard else 0}",
-        f'want() {{ "$1" -c "{check}" 2>/dev/null; }}',
+        f'want() {{ "$1" -c "{QUICK_CHECK}" 2>/dev/null || "$1" -c "{VERSIONS_CHECK}" 2>/dev/null; }}',
         'RUN=""',
         "if want python3; then",
         "  PY=python3",
     ]
-    if sw.pip:
+    if sw.pip:  # into a venv that sees the image's packages: the system pip may refuse (PEP 668)
         extras = " ".join(shlex.quote(p) for p in sw.pip)
-        lines.append(f'  $PY -m pip install -q {extras} || stop "installing extra packages failed"')
+        lines += [f'  python3 -m venv --system-site-packages "{DIR}/env" && "{DIR}/env/bin/python" -m pip install '
+                  f'-q {extras} || stop "installing extra packages failed"', f'  PY="{DIR}/env/bin/python"']
+    # uv from a venv of its own: a system pip may refuse to install anything (PEP 668).
     lines += [
-        f"elif want {HOME}/env/bin/python; then PY={HOME}/env/bin/python",
+        f'elif want "{DIR}/env/bin/python"; then PY="{DIR}/env/bin/python"',
         "else",
         '  echo "dask-aws-magic: installing Python $WANT_PYTHON, dask $WANT_DASK"',
-        "  (command -v dnf >/dev/null && dnf install -y -q python3-pip) || (apt-get update -q && "
-        "apt-get install -y -q python3-pip) || true",
-        "  python3 -m pip install -q uv || stop 'installing uv failed'",
-        f'  python3 -m uv venv -q -p "$WANT_PYTHON" {HOME}/env || stop "creating the Python env failed"',
-        f"  python3 -m uv pip install -q -p {HOME}/env/bin/python {packages} || stop 'installing dask failed'",
-        f"  PY={HOME}/env/bin/python",
+        "  if ! python3 -c 'import ensurepip' 2>/dev/null; then (command -v dnf >/dev/null && dnf install -y -q "
+        "python3-pip) || (apt-get update -q && apt-get install -y -q python3-venv) || true; fi",
+        f'  python3 -m venv "{DIR}/tools" && "{DIR}/tools/bin/python" -m pip install -q uv '
+        "|| stop 'installing uv failed'",
+        f'  "{DIR}/tools/bin/uv" venv -q -p "$WANT_PYTHON" "{DIR}/env" || stop "creating the Python env failed"',
+        f'  "{DIR}/tools/bin/uv" pip install -q -p "{DIR}/env/bin/python" {packages} || stop "installing dask failed"',
+        f'  PY="{DIR}/env/bin/python"',
         "fi",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _tls_flags(spec: NodeSpec) -> str:
-    if spec.tls is None:
-        return ""
-    return (f" --tls-ca-file {HOME}/cluster.pem --tls-cert {HOME}/cluster.pem --tls-key {HOME}/cluster.key")
+def _shell_word(arg: str) -> str:
+    """``arg`` quoted for bash; the metadata variables in it are left for the shell to expand."""
+    if not any(variable in arg for variable in SHELL_VARIABLES):
+        return shlex.quote(arg)
+    rest = arg
+    for variable in SHELL_VARIABLES:
+        rest = rest.replace(variable, "")
+    if rest and shlex.quote(rest) != rest:
+        raise ValueError(f"not safe to expand in double quotes: {arg!r}")
+    return f'"{arg}"'
 
 
-def _dask_command(spec: NodeSpec) -> str:
+def dask_argv(spec: NodeSpec) -> list[str]:
+    """The Dask command's arguments after the interpreter, with this script's paths and variables."""
     protocol = "tls" if spec.tls else "tcp"
+    tls = TLS_FILES if spec.tls else None
     if spec.role == "scheduler":
-        command = (f'$RUN $PY -m distributed.cli.dask_scheduler --host "$IP" --port {SCHEDULER_PORT} '
-                   f'--protocol {protocol} --dashboard-address "$IP:{DASHBOARD_PORT}"{_tls_flags(spec)}')
-        if spec.idle_timeout:
-            command += f" --preload {HOME}/idle_preload.py --idle-timeout-seconds {spec.idle_timeout:g}"
-        return command
-    memory = str(spec.memory) if spec.memory else "auto"
-    return (f"$RUN $PY -m distributed.cli.dask_worker {protocol}://{spec.scheduler_ip}:{SCHEDULER_PORT} "
-            f'--host "$IP" --name "$ID" --nworkers {spec.nprocs} --nthreads {spec.nthreads} '
-            f"--memory-limit {memory} --death-timeout {spec.death_timeout:g} --local-directory {HOME}/work "
-            "--no-dashboard"
-            f"{_tls_flags(spec)}")
+        return dask_commands.scheduler(
+            host="$IP", protocol=protocol, dashboard_address=f"$IP:{dask_commands.DASHBOARD_PORT}", tls=tls,
+            idle_timeout=spec.idle_timeout, idle_preload=IDLE_PRELOAD,
+        )
+    return dask_commands.worker(
+        scheduler_address=f"{protocol}://{spec.scheduler_ip}:{dask_commands.SCHEDULER_PORT}", host="$IP",
+        name="$ID", nworkers=spec.nprocs, nthreads=spec.nthreads, memory_limit=spec.memory,
+        local_directory=f"{DIR}/work", death_timeout=spec.death_timeout, tls=tls,
+    )
 
 
 def user_data(spec: NodeSpec) -> str:
@@ -138,12 +163,12 @@ def user_data(spec: NodeSpec) -> str:
         'TOKEN=$(curl -sf -X PUT "${IMDS}latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 21600")',
         'meta() { curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" "${IMDS}latest/meta-data/$1"; }',
         'IP=$(meta local-ipv4) || stop "no instance metadata"',
-        "ID=$(meta instance-id)",
+        *(["ID=$(meta instance-id)"] if spec.role == "worker" else []),  # names the worker
     ]
     if spec.max_lifetime:
         parts.append(f"(sleep {spec.max_lifetime:.0f}; echo 'dask-aws-magic: max_lifetime reached'; "
                      "shutdown -h now) &")
-    parts += [f"umask 077; mkdir -p {HOME}/work; cd {HOME}"]
+    parts += [f'D="${{{ROOT_VARIABLE}:-}}{HOME}"', f'umask 077; mkdir -p "{DIR}/work"; cd "{DIR}"']
     exported = []
     for key, value in spec.software.env.items():
         if not ENV_NAME.match(key):
@@ -152,16 +177,16 @@ def user_data(spec: NodeSpec) -> str:
         exported.append(key)
     script = "\n".join(parts) + "\n"
     if spec.tls is not None:
-        script += _heredoc(f"{HOME}/cluster.pem", spec.tls.cert, "PEM")
-        script += _heredoc(f"{HOME}/cluster.key", spec.tls.key, "KEY")
+        script += _heredoc(TLS_FILES.cert, spec.tls.cert, "PEM")
+        script += _heredoc(TLS_FILES.key, spec.tls.key, "KEY")
         script += "export DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True\n"
         exported.append("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION")
     if spec.role == "scheduler" and spec.idle_timeout:
         preload = resources.files("dask_aws_magic").joinpath("core/idle_preload.py").read_text()
-        script += _heredoc(f"{HOME}/idle_preload.py", preload, "PRELOAD")
+        script += _heredoc(IDLE_PRELOAD, preload, "PRELOAD")
     script += _software(spec, exported)
     script += f'echo "dask-aws-magic: starting the {spec.role} on $IP"\n'
-    script += _dask_command(spec) + "\n"
+    script += "$RUN $PY " + " ".join(_shell_word(arg) for arg in dask_argv(spec)) + "\n"
     script += 'stop "dask exited with status $?"\n'
     return script
 
