@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 
 import boto3
@@ -508,3 +509,48 @@ def test_cancel_during_the_run_instances_call(sb):
     assert "boot" not in stages and stages[-2:] == ["teardown", "cancelled"]
     assert sb.calls()["ec2:RunInstances"] == 1  # the workers were never launched
     assert registry.get("ec2-test") is None and not sb.resources()
+
+
+def test_another_owners_cluster_is_listed_apart_and_left_alone_by_down_all(sb, home, monkeypatch):
+    iam = boto3.client("iam")
+    iam.create_user(UserName="bob")
+    key = iam.create_access_key(UserName="bob")["AccessKey"]
+    mine = dam.up("ec2-test", name="mine", progress=False)
+    mine.close()
+    me = mine.record.owner
+    with monkeypatch.context() as bob:  # bob starts a cluster in the same account, from his machine
+        bob.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        bob.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        bobs = dam.up("ec2-test", name="bobs", progress=False)
+        bobs.close()
+    assert bobs.record.owner.endswith(":user/bob") and me != bobs.record.owner
+    (home / "clusters" / "bobs.json").unlink()  # his registry is on his machine
+    tags = {t["Key"]: t["Value"] for t in instances(bobs.record.cluster_id)[0]["Tags"]}
+    assert tags["dask-aws-magic:owner"] == bobs.record.owner
+
+    assert [c.name for c in dam.list_clusters()] == ["mine"]
+    from dask_aws_magic.core import inventory
+
+    assert inventory.survey().others == {bobs.record.owner: 1}
+    assert [line.split(":")[0] for line in dam.down(all=True)] == ["mine"]
+    assert instances(bobs.record.cluster_id), "down --all touched another owner's cluster"
+    assert not instances(mine.record.cluster_id)
+    from dask_aws_magic.core.errors import ForeignCluster
+
+    with pytest.raises(ForeignCluster, match="belongs to .*user/bob"):
+        dam.down("bobs")
+    dam.down("bobs", owner=bobs.record.owner)
+    assert not instances(bobs.record.cluster_id)
+    iam.delete_access_key(UserName="bob", AccessKeyId=key["AccessKeyId"])  # the test's own user
+    iam.delete_user(UserName="bob")
+
+
+def test_up_returns_when_the_scheduler_answers_and_says_how_many_workers_joined(sb):
+    sb.boot_delay = 1.0
+    events = []
+    record = lifecycle.up("ec2-test", on_event=events.append)
+    last = events[-1]
+    assert last.stage == "ready" and record.scheduler_address in last.message
+    assert re.search(r"[0-2] of 2 workers joined, the rest are booting .*wait_for_workers\(2\)|2 worker\(s\) joined",
+                     last.message), last.message
+    dam.down("ec2-test")

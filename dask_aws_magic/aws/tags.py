@@ -12,10 +12,11 @@ TAG_CLUSTER = "dask-aws-magic:cluster"
 TAG_CLUSTER_ID = "dask-aws-magic:cluster-id"
 TAG_ROLE = "dask-aws-magic:role"
 TAG_PROTOCOL = "dask-aws-magic:protocol"  # tls or tcp, so a cluster found by its tags can be reached
+TAG_OWNER = "dask-aws-magic:owner"  # the ARN of the identity that started the cluster
 
 
 def tag_list(cluster: str, cluster_id: str, role: str | None = None, protocol: str | None = None,
-             extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+             extra: Mapping[str, str] | None = None, owner: str | None = None) -> list[dict[str, str]]:
     """The cluster's tags in AWS's ``[{"Key", "Value"}]`` form; the profile's ``extra`` tags
     cannot override ours. A ``role`` also names the resource ``dask-<cluster>-<role>``."""
     tags = {**(extra or {}), TAG_CLUSTER: cluster, TAG_CLUSTER_ID: cluster_id}
@@ -24,6 +25,8 @@ def tag_list(cluster: str, cluster_id: str, role: str | None = None, protocol: s
         tags["Name"] = f"dask-{cluster}-{role}"
     if protocol:
         tags[TAG_PROTOCOL] = protocol
+    if owner:
+        tags[TAG_OWNER] = owner
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 

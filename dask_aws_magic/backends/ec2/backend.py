@@ -66,7 +66,8 @@ class EC2Backend:
         with aws(f"creating the security group of {record.name}"):
             model.security_group = network.create_security_group(
                 ec2, f"dask-aws-magic-{record.name}-{record.cluster_id}", f"dask-aws-magic cluster {record.name}",
-                tag_list(record.name, record.cluster_id, extra=s["roles"]["scheduler"].get("tags")), s["vpc"],
+                tag_list(record.name, record.cluster_id, extra=s["roles"]["scheduler"].get("tags"), owner=record.owner),
+                s["vpc"],
             )
             ctx.save(model)
             ctx.check()

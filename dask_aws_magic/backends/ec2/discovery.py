@@ -14,9 +14,18 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from ...aws.identity import caller_arn
 from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search
 from ...aws.session import default_region
-from ...aws.tags import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_PROTOCOL, TAG_ROLE, tag_value, tagged_security_groups
+from ...aws.tags import (
+    TAG_CLUSTER,
+    TAG_CLUSTER_ID,
+    TAG_OWNER,
+    TAG_PROTOCOL,
+    TAG_ROLE,
+    tag_value,
+    tagged_security_groups,
+)
 from ...core.errors import DaskAwsMagicError
 from ..base import Discovered, Discovery
 from . import instances
@@ -79,7 +88,17 @@ def discover(backend: str) -> Discovery:
     for _, clusters in answered:
         for item in clusters:
             found.setdefault(item.cluster_id, item)  # the same account seen with two credentials profiles
-    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed)
+    me = [arn for scope, _ in answered if (arn := _arn(scope))]
+    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me)
+
+
+def _arn(scope: Scope) -> str | None:
+    """The caller's identity in ``scope`` (None if AWS will not say: its clusters then count as others')."""
+    try:
+        endpoint = None if scope.endpoint_url == current_endpoint() else scope.endpoint_url
+        return caller_arn(scope.region, scope.aws_profile, endpoint)
+    except DaskAwsMagicError:
+        return None
 
 
 def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
@@ -92,6 +111,7 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
         if cluster_id not in found:
             item = Discovered(name=tag_value(resource, TAG_CLUSTER) or cluster_id, cluster_id=cluster_id,
                               backend=backend, resources={}, running=False,
+                              owner=tag_value(resource, TAG_OWNER) or "",
                               created_at=launched.timestamp() if launched else None)
             found[cluster_id] = (item, EC2Resources(region=scope.region, aws_profile=scope.aws_profile,
                                                     endpoint_url=scope.endpoint_url))

@@ -57,7 +57,7 @@ def request(record: ClusterRecord, model: EC2Resources, role: str) -> dict[str, 
     if size > userdata.EC2_USER_DATA_LIMIT:
         raise LaunchError(f"The {role} user-data is {size} bytes, over EC2's 16 KB limit: shorten "
                           "`software.env` or `software.pip`.")
-    tags = tag_list(record.name, record.cluster_id, role, model.protocol, cfg.get("tags", {}))
+    tags = tag_list(record.name, record.cluster_id, role, model.protocol, cfg.get("tags", {}), owner=record.owner)
     call: dict[str, Any] = {
         "ImageId": record.settings["amis"][role],
         "InstanceType": cfg["type"],

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from ...aws import pricing
 from ...aws.errors import error_code, explain
+from ...aws.identity import caller_arn
 from ...aws.network import caller_cidr, check_cidr
 from ...aws.scopes import current_endpoint
 from ...aws.session import aws, client
@@ -55,6 +56,7 @@ class Answers:
     root_devices: dict[str, str]  # role -> the image's root device name (only when root_volume_gb is set)
     spot: dict[str, dict[str, float]]  # type -> zone -> USD per hour
     cidr: str
+    owner: str  # the caller's ARN: the owner tag
     vpc: str
     subnets: dict[str, list[placement.Subnet]]  # role -> where its instances may go, in order
 
@@ -79,6 +81,7 @@ def gather(region: str, aws_profile: str | None, roles: dict[str, dict[str, Any]
                 ("amis", region, aws_profile), lambda: default_amis(client("ssm", region, aws_profile)))))
         spot = pool.submit(guarded("reading spot prices", lambda: pricing.spot_prices(ec2, names)))
         cidr = pool.submit(_cidr, network)
+        owner = pool.submit(caller_arn, region, aws_profile)
         by_network: dict[tuple[Any, Any], Future[tuple[str, list[placement.Subnet]]]] = {}
         wheres = {}
         for role, cfg in roles.items():  # one look-up when the roles share their network settings
@@ -99,7 +102,8 @@ def gather(region: str, aws_profile: str | None, roles: dict[str, dict[str, Any]
             raise ProfileError(f"The scheduler and the workers are in different VPCs ({', '.join(sorted(vpcs))}): "
                                "give `scheduler` and `worker` subnets (or `vpc_id`) of one VPC.")
         return Answers(types=known, amis=amis, root_devices=devices.result(), spot=spot.result(),
-                       cidr=cidr.result(), vpc=vpcs.pop(), subnets={role: s for role, (_, s) in placed.items()})
+                       cidr=cidr.result(), owner=owner.result(), vpc=vpcs.pop(),
+                       subnets={role: s for role, (_, s) in placed.items()})
 
 
 def _default_ami(by_arch: dict[str, str], arch: str, region: str) -> str:

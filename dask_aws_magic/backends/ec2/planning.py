@@ -122,7 +122,8 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
     }
     if current_endpoint():
         settings["endpoint_url"] = current_endpoint()  # the sandbox (or a proxy): where to find it again
-    return Plan(name=name, backend=backend, profile=profile.name, workers=count, threads_per_worker=nthreads,
+    return Plan(name=name, backend=backend, profile=profile.name, workers=count, owner=found.owner,
+                threads_per_worker=nthreads,
                 memory_per_worker=memory, processes_per_worker=nprocs, resources=resources, notes=notes,
                 settings=settings)
 
