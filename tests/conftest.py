@@ -45,6 +45,21 @@ def home(tmp_path, monkeypatch):
     assert not leftovers, f"processes left running: {[p.pid for p in leftovers]}"
 
 
+@pytest.fixture
+def shell(home):
+    """A real IPython shell with the extension loaded; every cluster of the test's home is stopped after."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "dask_aws_magic")
+    yield shell
+    try:
+        shell.run_line_magic("dask_cluster", "down --all")
+    finally:
+        shell.run_line_magic("unload_ext", "dask_aws_magic")
+        shell.user_ns.pop("client", None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_leftovers_at_end(tmp_path_factory):
     """After the whole run, no process of this run's homes may remain (killed and reported if one does)."""

@@ -6,22 +6,9 @@ import re
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from dask_aws_magic.core import registry
 from dask_aws_magic.faces.magics import DaskClusterMagics
-
-
-@pytest.fixture
-def shell(home):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "dask_aws_magic")
-    yield shell
-    try:
-        shell.run_line_magic("dask_cluster", "down --all")
-    finally:
-        shell.run_line_magic("unload_ext", "dask_aws_magic")
-        shell.user_ns.pop("client", None)
 
 
 def magic(shell, line, cell=None):

@@ -10,7 +10,6 @@ import time
 
 import nbformat
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from nbclient import NotebookClient
 
 import dask_aws_magic as dam
@@ -54,16 +53,6 @@ def shown(widget) -> bool:
     return widget.layout.display != "none"
 
 
-@pytest.fixture
-def shell(home):
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "dask_aws_magic")
-    yield shell
-    try:
-        shell.run_line_magic("dask_cluster", "down --all")
-    finally:
-        shell.run_line_magic("unload_ext", "dask_aws_magic")
-        shell.user_ns.pop("client", None)
 
 
 @pytest.fixture
