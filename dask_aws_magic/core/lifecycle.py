@@ -323,7 +323,8 @@ def _failed(op: Operation, backend: Backend, record: ClusterRecord, exc: BaseExc
             )
         registry.remove(record.name, record.cluster_id)
         action = f"Everything started was torn down ({'; '.join(removed) or 'nothing had started'})."
-    if isinstance(exc, (Cancelled, KeyboardInterrupt)):
+    # A failure that follows a cancel is its consequence (Ctrl-C also reaches a process being spawned).
+    if isinstance(exc, (Cancelled, KeyboardInterrupt)) or op.cancelled:
         return Interrupted(f"Interrupted while starting {record.name!r}. {action}")
     if isinstance(exc, WaitTimeout):
         return WaitTimeout(
