@@ -74,7 +74,7 @@ class MagicCluster(Cluster):
     def adapt(self, minimum: int = 0, maximum: int | None = None, **kwargs: Any) -> _Bounds:  # type: ignore[override]
         """Scale between ``minimum`` and ``maximum`` workers with the load, kept up by a process beside
         the cluster (so it goes on when this kernel ends)."""
-        maximum = maximum if maximum is not None else kwargs.get("maximum", max(minimum, 1))
+        maximum = maximum if maximum is not None else max(minimum, 1)
         self.record = lifecycle.adapt(self.record.name, int(minimum), int(maximum))
         self._adaptive = _Bounds(int(minimum), int(maximum))
         return self._adaptive
