@@ -4,10 +4,12 @@ delay per instance.
 Measured in the same run, same sandbox, same packages, each until a client is connected and all N
 workers joined:
   bare          one RunInstances per role, launched together, whose user-data only asks the metadata
-                service for its address, writes the TLS certificate and starts
+                service for its address, writes its TLS certificate, key and CA (in user-data:
+                what a hand-made launch does; ours fetches them from Secrets Manager) and starts
                 `python -m distributed.cli.dask_scheduler` / `dask_worker` (TLS on, as ours: both
                 pay the same handshakes);
-  ours          dask_aws_magic.up (plan, security group, TLS, tags, progress, registry, versions check...);
+  ours          dask_aws_magic.up (plan, secrets, instance role, security group, TLS, tags, progress,
+                registry, versions check...);
   sched-first   the bare user-data, but the workers launched only once the scheduler answers
                 (two boot times, as a peer that waits for its scheduler does).
 Target: ours within 1.05x of bare.
@@ -26,7 +28,7 @@ import time
 import boto3
 
 import dask_aws_magic as dam
-from dask_aws_magic.aws.tls import ClusterTLS, new_cluster_tls
+from dask_aws_magic.aws.tls import ClusterMaterial, client_security, new_cluster_material
 from dask_aws_magic.backends.dask_commands import DASHBOARD_PORT, SCHEDULER_PORT
 from dask_aws_magic.sandbox import Sandbox
 
@@ -38,25 +40,29 @@ TOKEN=$(curl -sf -X PUT "${{IMDS}}latest/api/token" -H "X-aws-ec2-metadata-token
 IP=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" "${{IMDS}}latest/meta-data/local-ipv4")
 D="${{SANDBOX_INSTANCE_ROOT:-}}/opt/bare"
 mkdir -p "$D" && cd "$D"
+cat > ca.pem <<'PEM'
+{ca}
+PEM
 cat > c.pem <<'PEM'
 {cert}
 PEM
 cat > c.key <<'KEY'
 {key}
 KEY
-TLS="--tls-ca-file c.pem --tls-cert c.pem --tls-key c.key"
+TLS="--tls-ca-file ca.pem --tls-cert c.pem --tls-key c.key"
 exec python3 -m distributed.cli.{command}
 """
 
 
-def bare_user_data(tls: ClusterTLS, scheduler_ip: str | None, nthreads: int) -> str:
+def bare_user_data(tls: ClusterMaterial, scheduler_ip: str | None, nthreads: int) -> str:
+    identity = tls.scheduler if scheduler_ip is None else tls.worker
     if scheduler_ip is None:
         command = (f'dask_scheduler --host "$IP" --port {SCHEDULER_PORT} --protocol tls '
                    f'--dashboard-address "$IP:{DASHBOARD_PORT}" $TLS')
     else:
         command = (f'dask_worker tls://{scheduler_ip}:{SCHEDULER_PORT} --host "$IP" --nthreads {nthreads} '
                    "--no-dashboard $TLS")
-    return BARE.format(cert=tls.cert.strip(), key=tls.key.strip(), command=command)
+    return BARE.format(ca=tls.ca.strip(), cert=identity.cert.strip(), key=identity.key.strip(), command=command)
 
 
 def _answers(ip: str) -> bool:
@@ -72,7 +78,7 @@ def bare(ami: str, workers: int, scheduler_first: bool) -> float:
     from distributed import Client
 
     ec2 = boto3.client("ec2")
-    tls = new_cluster_tls("bare")
+    tls = new_cluster_material("bare")
     start = time.perf_counter()
 
     def launch(itype: str, count: int, scheduler_ip: str | None) -> list[dict]:
@@ -88,7 +94,8 @@ def bare(ami: str, workers: int, scheduler_first: bool) -> float:
         time.sleep(0.05)
     if scheduler_first:
         ids += [i["InstanceId"] for i in launch("m6i.large", workers, ip)]
-    client = Client(f"tls://{ip}:{SCHEDULER_PORT}", security=tls.security(), timeout=60)
+    client = Client(f"tls://{ip}:{SCHEDULER_PORT}", security=client_security(tls.ca, tls.client.cert, tls.client.key),
+                    timeout=60)
     client.wait_for_workers(workers, timeout=120)
     elapsed = time.perf_counter() - start
     client.close()

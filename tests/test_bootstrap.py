@@ -1,4 +1,4 @@
-"""The user-data scripts: valid bash in every variant, small, and with no AWS credential."""
+"""The user-data scripts: valid bash in every variant, small, and with no credential, key or env value."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 
-from dask_aws_magic.aws.tls import new_cluster_tls
 from dask_aws_magic.backends.ec2 import userdata
 
 SOFTWARE = dict(python="3.11", dask="2026.8.0", distributed="2026.8.0")
@@ -17,44 +16,42 @@ SOFTWARE = dict(python="3.11", dask="2026.8.0", distributed="2026.8.0")
 @pytest.mark.parametrize("variant", [
     {},
     {"pip": ["pandas>=2", "pyarrow"], "env": {"MY_VAR": "it's \"quoted\" $HOME"}},
-    {"image": "ghcr.io/dask/dask:2026.8.0", "env": {"A": "1"}},
+    {"image": "ghcr.io/dask/dask:2026.8.0", "env": {"A": "s3cr3t-v4lue"}},
 ])
 @pytest.mark.parametrize("tls", [True, False])
 def test_every_variant_is_valid_bash(role, variant, tls):
     spec = userdata.NodeSpec(
         role=role, cluster="c1", cluster_id="dam-1", software=userdata.Software(**SOFTWARE, **variant),
-        tls=new_cluster_tls("c1") if tls else None, scheduler_ip="10.0.0.5", nprocs=2, nthreads=2,
+        secret="dask-aws-magic/dam-1/nodes", tls=tls, scheduler_ip="10.0.0.5", nprocs=2, nthreads=2,
         memory=4 * 2**30, idle_timeout=600, max_lifetime=3600,
     )
     script = userdata.user_data(spec)
     checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert checked.returncode == 0, checked.stderr
-    assert len(script.encode()) < userdata.EC2_USER_DATA_LIMIT / 2
+    assert len(script.encode()) < userdata.EC2_USER_DATA_LIMIT * 0.6  # room left for software.pip
     assert "AWS_SECRET_ACCESS_KEY" not in script and "AWS_ACCESS_KEY_ID" not in script
+    assert "PRIVATE KEY" not in script and "CERTIFICATE" not in script  # the secret holds them
+    for value in variant.get("env", {}).values():  # software.env travels in the secret too
+        assert value not in script and shlex.quote(value) not in script
+    assert "dask-aws-magic/dam-1/nodes" in script
     if variant.get("image"):
-        assert "-e A " in script and "docker run" in script
+        assert '$(sed "s/^/-e /" "$D/env.names")' in script and "docker run" in script
     if tls:
         assert "--protocol tls" in script or "tls://10.0.0.5:8786" in script
-
-
-def test_env_names_are_refused_if_not_shell_names():
-    spec = userdata.NodeSpec(role="worker", cluster="c", cluster_id="d",
-                              software=userdata.Software(**SOFTWARE, env={"A;id": "x"}), tls=None)
-    with pytest.raises(ValueError, match="not an environment variable name"):
-        userdata.user_data(spec)
+        assert ("DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT" in script) == (role == "scheduler")
 
 
 @pytest.mark.parametrize("role", ["scheduler", "worker"])
 def test_dask_line_is_the_shared_command(role):
     spec = userdata.NodeSpec(role=role, cluster="c", cluster_id="d", software=userdata.Software(**SOFTWARE),
-                             tls=new_cluster_tls("c"), scheduler_ip="10.0.0.5", idle_timeout=600)
+                             secret="s", scheduler_ip="10.0.0.5", idle_timeout=600)
     line = next(x for x in userdata.user_data(spec).splitlines() if x.startswith("$RUN $PY "))
     assert shlex.split(line) == ["$RUN", "$PY", *userdata.dask_argv(spec)]
     assert '--host "$IP"' in line
 
 
 def _spec(**software):
-    return userdata.NodeSpec(role="scheduler", cluster="c", cluster_id="d", tls=None,
+    return userdata.NodeSpec(role="scheduler", cluster="c", cluster_id="d", secret="s", tls=False,
                              software=userdata.Software(**{**SOFTWARE, **software}))
 
 

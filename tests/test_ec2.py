@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 import dask_aws_magic as dam
+from dask_aws_magic.aws import secrets
 from dask_aws_magic.backends.ec2 import userdata
 from dask_aws_magic.core import lifecycle, registry
 from dask_aws_magic.core.errors import (
@@ -110,7 +111,7 @@ def test_up_compute_list_scale_logs_down(sb):
 
     assert [c.name for c in dam.list_clusters()] == ["ec2-test"]
     status = dam.status("ec2-test")
-    assert status["workers"] == 2 and status["cost"] == pytest.approx(0.0416 + 2 * 0.096)
+    assert status["workers"] == 2 and status["cost"] == pytest.approx(0.0416 + 2 * 0.096 + 2 * secrets.HOURLY_COST)
     dam.scale("ec2-test", 3)
     handle.client.wait_for_workers(3, timeout=60)
     assert len(instances(cluster_id)) == 4
@@ -127,7 +128,8 @@ def test_up_compute_list_scale_logs_down(sb):
     sb.reset_calls()
     lines = handle.down()
     assert "terminated 2 instance(s)" in lines[0] and "deleted security group" in lines[0]
-    assert sum(sb.calls().values()) <= 6, sb.calls()
+    assert "deleted 2 secret(s)" in lines[0] and "deleted IAM role and instance profile" in lines[0]
+    assert sum(sb.calls().values()) <= 15, sb.calls()
 
 
 def test_user_data_small_and_free_of_credentials(sb, home):
@@ -136,8 +138,8 @@ def test_user_data_small_and_free_of_credentials(sb, home):
         scheduler = handle.record.resources["scheduler"]
         raw = ec2().describe_instance_attribute(InstanceId=scheduler, Attribute="userData")["UserData"]["Value"]
         text = base64.b64decode(raw).decode()
-        assert "BEGIN CERTIFICATE" in text  # TLS on
-        assert len(text.encode()) < userdata.EC2_USER_DATA_LIMIT / 2
+        assert "-----BEGIN" not in text and "--tls-key" in text  # TLS on; the key comes from the secret
+        assert len(text.encode()) < userdata.EC2_USER_DATA_LIMIT * 0.6
         secret = os.environ["AWS_SECRET_ACCESS_KEY"]
         for where in (text, (home / "clusters" / "ec2-test.json").read_text(), sb.console_output(scheduler)):
             assert secret not in where and "AWS_SECRET_ACCESS_KEY" not in where
@@ -153,7 +155,7 @@ def test_found_by_tags_without_registry_and_attach_recovers_tls(sb, home):
         path.unlink()  # another laptop: no registry at all
     found = dam.list_clusters()
     assert [c.name for c in found] == ["ec2-test"] and found[0].note.startswith("recovered")
-    attached = dam.attach("ec2-test")  # the certificate is read back from the scheduler's user-data
+    attached = dam.attach("ec2-test")  # the client's identity comes from the cluster's client secret
     assert attached.client.submit(lambda: 41 + 1).result() == 42
     attached.close()
     for path in (home / "clusters").glob("*.json"):
@@ -393,7 +395,7 @@ def test_plan_prices_the_scheduler_on_demand_and_spot_now(sb):
     scheduler, workers = kinds[("instance", "scheduler")], kinds[("instance", "worker")]
     assert scheduler.spot_hourly_cost is None  # the scheduler never runs on spot
     assert workers.spot_hourly_cost == pytest.approx(3 * round(0.096 / 3, 4))  # today's price, not history's
-    assert plan.spot_hourly_cost == pytest.approx(0.0416 + 3 * round(0.096 / 3, 4))
+    assert plan.spot_hourly_cost == pytest.approx(0.0416 + 3 * round(0.096 / 3, 4) + 2 * secrets.HOURLY_COST)
     (asked,) = sb.requests("ec2:DescribeSpotPriceHistory")
     started = time.mktime(time.strptime(asked["StartTime"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
     assert abs(started - time.time()) < 120
@@ -443,7 +445,8 @@ def test_cluster_of_another_aws_profile_is_found_and_never_marked_dead(sb, home)
 
     assert get_backend("ec2").scope(found[0]) == "us-west-2 (profile work)"
     assert dam.down(all=True) == ["work: terminated 2 instance(s); deleted security group "
-                                  f"{found[0].resources['security_group']}"]
+                                  f"{found[0].resources['security_group']}; deleted 2 secret(s); deleted IAM role "
+                                  f"and instance profile dask-aws-magic-{found[0].cluster_id}"]
 
 
 def test_a_scope_that_cannot_be_listed_is_reported_never_hidden(sb, home):

@@ -62,12 +62,13 @@ class LocalResources:
         return cls(run_dir=data.get("run_dir", ""), tls_dir=data.get("tls_dir"), scheduler=data.get("scheduler"),
                    workers=dict(data.get("workers") or {}), next_index=data.get("next_index", 0))
 
-    def tls_files(self) -> dask_commands.TLSFiles | None:
+    def tls_files(self, role: str) -> dask_commands.TLSFiles | None:
+        """The CA and ``role``'s certificate and key (role: scheduler, worker or client)."""
         if not self.tls_dir:
             return None
         folder = Path(self.tls_dir)
-        return dask_commands.TLSFiles(ca=str(folder / "ca.pem"), cert=str(folder / "cert.pem"),
-                                      key=str(folder / "key.pem"))
+        return dask_commands.TLSFiles(ca=str(folder / "ca.pem"), cert=str(folder / f"{role}.pem"),
+                                      key=str(folder / f"{role}.key"))
 
     def processes(self) -> list[dict[str, Any]]:
         return [info for info in (self.scheduler, *self.workers.values()) if info]
@@ -187,7 +188,7 @@ class LocalBackend:
             model.tls_dir = str(self._write_tls(record, folder / "tls"))
         argv = dask_commands.scheduler(
             host=HOST, port=s["port"], dashboard_address=f"{HOST}:{s['dashboard_port']}",
-            protocol="tls" if model.tls_dir else "tcp", tls=model.tls_files(),
+            protocol="tls" if model.tls_dir else "tcp", tls=model.tls_files("scheduler"),
             scheduler_file=str(self._scheduler_file(record)), idle_timeout=s.get("idle_timeout") or 0.0,
         )
         model.scheduler = self._spawn(record, "scheduler", "scheduler", argv)
@@ -205,19 +206,23 @@ class LocalBackend:
             argv = dask_commands.worker(
                 scheduler_file=str(self._scheduler_file(record)), host=HOST, name=worker_name,
                 nthreads=record.settings["threads_per_worker"], memory_limit=record.settings["memory_per_worker"],
-                local_directory=str(run_dir(record.name) / "work"), death_timeout=60, tls=model.tls_files(),
+                local_directory=str(run_dir(record.name) / "work"), death_timeout=60, tls=model.tls_files("worker"),
             )
             info = self._spawn(record, "worker", f"worker-{index}", argv)
             model.workers[worker_name] = {**info, "index": index}
             ctx.save(model)
 
     def _write_tls(self, record: ClusterRecord, folder: Path) -> Path:
-        """The cluster's certificate and key, readable by this user only."""
-        from ..aws.tls import new_cluster_tls
+        """The cluster's CA certificate and its three identities, readable by this user only."""
+        from ..aws.tls import new_cluster_material
 
-        tls = new_cluster_tls(record.name)
+        material = new_cluster_material(record.name)
         folder.mkdir(mode=0o700)
-        for filename, text in (("ca.pem", tls.cert), ("cert.pem", tls.cert), ("key.pem", tls.key)):
+        files = {"ca.pem": material.ca}
+        for role in ("scheduler", "worker", "client"):
+            pair = getattr(material, role)
+            files[f"{role}.pem"], files[f"{role}.key"] = pair.cert, pair.key
+        for filename, text in files.items():
             with paths.private_file(folder / filename, "w") as out:
                 out.write(text)
         return folder
@@ -244,13 +249,12 @@ class LocalBackend:
         return Poll(address=address, dashboard=dashboard, message=message, done=1 if address else 0, total=1)
 
     def security(self, record: ClusterRecord) -> Any | None:
-        files = LocalResources.from_json(record.resources).tls_files()
+        files = LocalResources.from_json(record.resources).tls_files("client")
         if files is None:
             return None
-        from distributed import Security
+        from ..aws.tls import client_security
 
-        return Security(tls_ca_file=files.ca, tls_client_cert=files.cert, tls_client_key=files.key,
-                        require_encryption=True)
+        return client_security(files.ca, files.cert, files.key)
 
     def alive(self, record: ClusterRecord) -> bool:
         """The cluster lives as long as its scheduler (orphaned workers exit on their death timeout)."""

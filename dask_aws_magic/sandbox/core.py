@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +91,7 @@ class Sandbox:
         from ._patch import Patches
         from .emulator import InstanceEmulator
         from .faults import Delays, Rules
-        from .iam import patch_managed_policies
+        from .iam import patch_managed_policies, patch_secret_resources
         from .ips import patch_moto_ips
         from .server import CallCounter, SandboxServer
         from .spot import SpotPrices, patch_spot_prices
@@ -98,6 +100,7 @@ class Sandbox:
         self._undo.append(patches.restore)
         patch_moto_ips(patches)
         patch_managed_policies(patches)
+        patch_secret_resources(patches)
         self._spot = SpotPrices()
         patch_spot_prices(patches, self._spot)
         moto_api_backend.reset()
@@ -111,7 +114,9 @@ class Sandbox:
         self._undo.append(self._server.stop)
         self._undo.append(self._delays.release)  # held requests answer before the server stops
         self._env.set_endpoint(self._server.endpoint_url)
-        self._emulator = InstanceEmulator(self._root, self._boot_delay, self.instance_env)
+        # The instances reach this AWS as EC2 instances reach AWS's regional endpoints.
+        instance_env = {"AWS_ENDPOINT_URL": self._server.endpoint_url, **self.instance_env}
+        self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env)
         self._emulator.start()
         self._undo.append(self._emulator.stop)
 
@@ -255,6 +260,21 @@ class Sandbox:
         add_profile(os.environ["AWS_CONFIG_FILE"], os.environ["AWS_SHARED_CREDENTIALS_FILE"], name,
                     region or self.region, account_id)
         return account_id
+
+    @contextlib.contextmanager
+    def enforce_iam(self) -> Iterator[None]:
+        """Within the block, every call is authenticated and checked against its caller's IAM policies,
+        as AWS does (outside it moto allows everything). The default credentials are no IAM identity:
+        use a profile from `add_credentials_profile` with policies attached, or an instance's role."""
+        from moto import settings
+
+        self._need(self._server)
+        saved = settings.INITIAL_NO_AUTH_ACTION_COUNT
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        try:
+            yield
+        finally:
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = saved
 
     def interrupt_spot(self, instance_id: str, action: str = "terminate", notice: float = 2.0) -> None:
         """Emulate a spot interruption: metadata spot/instance-action appears, then after `notice`

@@ -156,8 +156,11 @@ class InstanceEmulator:
 
         def run_instances(backend: Any, *args: Any, **kwargs: Any) -> Any:
             reservation = original_run(backend, *args, **kwargs)
-            for instance in reservation.instances:
+            profile = {k: kwargs[k] for k in ("iam_instance_profile_name", "iam_instance_profile_arn") if kwargs.get(k)}
+            for index, instance in enumerate(reservation.instances):
                 _apply_template_settings(backend, instance, kwargs)
+                if index and profile:  # moto gives the profile to the first instance only; AWS, to each
+                    backend.associate_iam_instance_profile(instance_id=instance.id, **profile)
                 emulator._register(instance)
             return reservation
 

@@ -31,3 +31,24 @@ def patch_managed_policies(patches: Patches) -> None:
         ]
 
     patches.set(IAMBackend, "_init_aws_policies", _init_aws_policies)
+
+
+def patch_secret_resources(patches: Patches) -> None:
+    """With IAM enforced, check Secrets Manager calls against the secret they name, as AWS does:
+    moto checks every call against the resource "*", so a policy scoped to one secret's ARN (the
+    cluster roles' only permission) would otherwise never allow anything."""
+    from moto.secretsmanager.models import secretsmanager_backends
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    def _determine_resource(self: Any) -> str:
+        secret_id = self._get_param("SecretId")
+        if not secret_id:
+            return "*"
+        secret = secretsmanager_backends[self.current_account][self.region].secrets.get(secret_id)
+        if secret is not None:
+            return str(secret.arn)
+        if secret_id.startswith("arn:"):
+            return str(secret_id)
+        return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
+
+    patches.set(SecretsManagerResponse, "_determine_resource", _determine_resource)

@@ -101,3 +101,12 @@ def _others(found: dict[str, list[str]]) -> None:
         found["ssm_parameters"] += [n for n in list(backend._parameters) if not n.startswith("/aws/")]
     for backend in _backends(s3_backends):
         found["s3_buckets"] += list(backend.buckets)
+    _secrets(found)
+
+
+def _secrets(found: dict[str, list[str]]) -> None:
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    for backend in _backends(secretsmanager_backends):
+        found["secrets"] += [name for name, secret in list(backend.secrets.items())
+                             if not getattr(secret, "deleted_date", None)]

@@ -5,6 +5,7 @@ Each instance sees its own tree under `http://127.0.0.1:PORT/<instance-id>/`.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import sys
@@ -47,9 +48,10 @@ def instance_tree(instance: Any, extra: Tree | None = None) -> Tree:
     if instance.public_ip:
         meta["public-ipv4"] = instance.public_ip
         meta["public-hostname"] = instance.public_dns_name
-    role = _role_name(instance)
-    if role:
-        meta["iam"] = {"security-credentials": {role: _credentials()}}
+    role = _role(instance)
+    if role is not None:
+        credentials = functools.partial(_credentials, instance, role.arn)  # issued when asked for
+        meta["iam"] = {"security-credentials": {role.name: credentials}}
     if extra:
         meta.update(extra)
     document = {
@@ -76,23 +78,31 @@ def _iso(value: Any) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else str(value)
 
 
-def _role_name(instance: Any) -> str | None:
+def _role(instance: Any) -> Any:
+    """The IAM role of the instance's profile, None without one."""
     association = instance.ec2_backend.iam_instance_profile_associations.get(instance.id)
     profile = getattr(association, "iam_instance_profile", None)
     roles = getattr(profile, "roles", None) or []
-    return roles[0].name if roles else None
+    return roles[0] if roles else None
 
 
-def _credentials() -> str:
+def _credentials(instance: Any, role_arn: str) -> str:
+    """Temporary credentials of the instance's role, as STS issues them: with IAM enforcement on
+    (``Sandbox.enforce_iam``) the instance can do exactly what its role allows."""
+    from moto.sts.models import sts_backends
+
+    assumed = sts_backends[instance.owner_id]["aws"].assume_role(
+        region_name=instance.region_name, role_session_name=instance.id, role_arn=role_arn, policy="",
+        duration=6 * 3600, external_id="")
     now = datetime.now(timezone.utc)
     return json.dumps(
         {
             "Code": "Success",
             "LastUpdated": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Type": "AWS-HMAC",
-            "AccessKeyId": "testing",
-            "SecretAccessKey": "testing",
-            "Token": "testing",
+            "AccessKeyId": assumed.access_key_id,
+            "SecretAccessKey": assumed.secret_access_key,
+            "Token": assumed.session_token,
             "Expiration": (now + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
@@ -153,7 +163,7 @@ def _lookup(tree: Tree, parts: list[str]) -> str | None:
         node = node[part]
     if isinstance(node, dict):
         return "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in node.items())
-    return str(node)
+    return str(node() if callable(node) else node)
 
 
 def _handler_for(server: MetadataServer) -> type[BaseHTTPRequestHandler]:

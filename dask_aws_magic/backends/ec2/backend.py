@@ -8,14 +8,17 @@ scheduler, with its private address from the RunInstances answer, before it has 
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...aws import network
+from ...aws import iam, network, secrets
 from ...aws.scopes import LIST_ATTEMPTS
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
-from ...aws.tls import new_cluster_tls
+from ...aws.tls import new_cluster_material
+from ...core.errors import AwsError, LaunchError
 from .. import dask_commands
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from . import discovery, instances, placement, planning, userdata
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from ...core.registry import ClusterRecord
 
 RUNNING = ("pending", "running")
+PROFILE_PROPAGATION = 60.0  # seconds a new instance profile may take to be usable by RunInstances
+PROFILE_OPTION = "instance.iam_instance_profile"
 
 
 def _ec2(record: ClusterRecord) -> Any:
@@ -61,22 +66,24 @@ class EC2Backend:
     # -- create ----------------------------------------------------------------------------
     def launch(self, ctx: Context, plan: Plan, record: ClusterRecord) -> EC2Resources:
         s = record.settings
-        model = EC2Resources(region=s["region"], aws_profile=s.get("aws_profile"), endpoint_url=s.get("endpoint_url"))
+        model = EC2Resources(region=s["region"], aws_profile=s.get("aws_profile"), endpoint_url=s.get("endpoint_url"),
+                             protocol="tls" if s["tls"] else "tcp")
+        tags = tag_list(record.name, record.cluster_id, extra=s["roles"]["scheduler"].get("tags"), owner=record.owner)
         ec2 = _ec2(record)
+        # The security group first: discovery finds a cluster by it, and `down` then deletes the
+        # secrets and the role by the names the cluster id gives them, even if this process dies.
         with aws(f"creating the security group of {record.name}"):
             model.security_group = network.create_security_group(
                 ec2, f"dask-aws-magic-{record.name}-{record.cluster_id}", f"dask-aws-magic cluster {record.name}",
-                tag_list(record.name, record.cluster_id, extra=s["roles"]["scheduler"].get("tags"), owner=record.owner),
-                s["vpc"],
+                tags, s["vpc"],
             )
             ctx.save(model)
             ctx.check()
             network.authorize_ingress(ec2, model.security_group, s["ingress_cidr"], [planning.INGRESS],
                                       ssh=planning.wants_ssh(s["roles"]))
-        if s["tls"]:
-            tls = new_cluster_tls(record.name)
-            model.tls = {"cert": tls.cert, "key": tls.key}
         ctx.check()
+        self._secrets(ctx, record, model, tags)
+        self._instance_role(ctx, record, model, tags)
         scheduler = self._run(ctx, ec2, record, model, "scheduler", 1)[0]
         model.scheduler, model.scheduler_ip = scheduler["InstanceId"], scheduler.get("PrivateIpAddress")
         model.scheduler_subnet = scheduler.get("SubnetId")
@@ -85,6 +92,61 @@ class EC2Backend:
         model.add_workers(self._run(ctx, ec2, record, model, "worker", s["count"]))
         ctx.save(model)
         return model
+
+    def _secrets(self, ctx: Context, record: ClusterRecord, model: EC2Resources, tags: list[dict[str, str]]) -> None:
+        """The nodes' secret (their TLS identities and software.env) and the client's; the CA that
+        signed them is forgotten here."""
+        s = record.settings
+        env = dict(s["software"].get("env") or {})
+        for key in env:
+            if not userdata.ENV_NAME.match(key):
+                raise LaunchError(f"`software.env` has {key!r}, which is not an environment variable name: use "
+                                  "letters, digits and underscores, not starting with a digit.")
+        material = new_cluster_material(record.name) if s["tls"] else None
+        nodes = material.node_secret(env) if material else {"env": json.dumps(env)}
+        sm = discovery.scope_of(record).client("secretsmanager")
+        with aws(f"storing the secrets of {record.name} in Secrets Manager"):
+            model.node_secret = secrets.create_secret(sm, secrets.node_secret_name(record.cluster_id), nodes, tags)
+            ctx.save(model)
+            if material:
+                model.client_secret = secrets.create_secret(
+                    sm, secrets.client_secret_name(record.cluster_id), material.client_secret(), tags)
+                model.tls = material.client_secret()
+                ctx.save(model)
+        ctx.check()
+
+    def _instance_role(self, ctx: Context, record: ClusterRecord, model: EC2Resources,
+                       tags: list[dict[str, str]]) -> None:
+        """Who may read the nodes' secret: a role made for the cluster, or the role of each instance
+        profile the profile names (granted through the secret's resource policy)."""
+        import botocore.exceptions
+
+        roles = record.settings["roles"]
+        doing = f"giving the instances of {record.name} a role"
+        client = discovery.scope_of(record).client("iam")
+        borrowed = sorted({cfg["iam_instance_profile"] for cfg in roles.values() if cfg.get("iam_instance_profile")})
+        if borrowed:
+            with aws(doing):
+                arns = [iam.role_of_instance_profile(client, name) for name in borrowed]
+                sm = discovery.scope_of(record).client("secretsmanager")
+                secrets.allow_roles(sm, str(model.node_secret), arns)
+        if all(cfg.get("iam_instance_profile") for cfg in roles.values()):
+            return
+        name = iam.role_name(record.cluster_id)
+        policy = iam.secret_read_policy(str(model.node_secret))
+        with aws(doing):
+            try:
+                iam.create_role(client, name, "ec2.amazonaws.com", policy, tags,
+                                f"dask-aws-magic cluster {record.name}: reads its node secret")
+                model.role = name
+                ctx.save(model)
+                iam.create_instance_profile(client, name, tags)
+            except botocore.exceptions.ClientError as exc:
+                if iam.refused(exc):
+                    action = iam.refused_action(exc, "iam:CreateRole")
+                    raise iam.missing_permission(exc, action, doing, PROFILE_OPTION) from None
+                raise
+        ctx.check()
 
     def _run(self, ctx: Context, ec2: Any, record: ClusterRecord, model: EC2Resources, role: str,
              count: int) -> list[dict[str, Any]]:
@@ -96,15 +158,29 @@ class EC2Backend:
         if role == "worker":
             zone = next((x["zone"] for x in where if x["id"] == model.scheduler_subnet), None)
             where = placement.nearest_first(where, model.scheduler_subnet, zone)
+        import botocore.exceptions
+
         call = instances.request(record, model, role)
         doing = f"launching the {role} instances of {record.name}"
         # Retries within this call share tokens; a later `scale` must not.
         token = f"{record.cluster_id}-{uuid.uuid4().hex[:8]}-{role}"
+        deadline = time.monotonic() + PROFILE_PROPAGATION
         with aws(doing):
-            launched = instances.run(ec2, call, count, spot=bool(cfg.get("spot")) and role == "worker",
-                                     where=where, security_group=str(model.security_group),
-                                     want_public=not s.get("use_private_ip"), token=token, doing=doing,
-                                     cancelled=lambda: ctx.cancelled)
+            while True:
+                try:
+                    launched = instances.run(ec2, call, count, spot=bool(cfg.get("spot")) and role == "worker",
+                                             where=where, security_group=str(model.security_group),
+                                             want_public=not s.get("use_private_ip"), token=token, doing=doing,
+                                             cancelled=lambda: ctx.cancelled)
+                    break
+                except botocore.exceptions.ClientError as exc:
+                    if iam.refused(exc) and "PassRole" in str(exc):
+                        raise iam.missing_permission(exc, "iam:PassRole", doing, PROFILE_OPTION) from None
+                    # IAM is eventually consistent: a new instance profile may be unknown to EC2 for seconds.
+                    if not (model.role and instances.profile_not_ready(exc) and time.monotonic() < deadline):
+                        raise
+                    ctx.emit("launch", f"waiting for the new instance profile {model.role} to reach EC2")
+                    ctx.sleep(2.0)
         if not launched:
             ctx.check()
         return launched
@@ -143,16 +219,19 @@ class EC2Backend:
 
     def security(self, record: ClusterRecord) -> Any | None:
         model = EC2Resources.from_json(record.resources)
-        if model.tls is None and model.scheduler and record.settings.get("tls", True):
-            # A registry from elsewhere: read the certificate back from the scheduler's user-data.
-            with aws(f"reading the certificate of {record.name}"):
-                text = instances.user_data_of(_ec2(record), model.scheduler)
-            tls = userdata.certificate_from_user_data(text)
-            if tls is not None:
-                model.tls = {"cert": tls.cert, "key": tls.key}
-                record.resources["tls"] = model.tls
-        tls = model.cluster_tls()
-        return tls.security() if tls else None
+        if model.tls is None and model.protocol == "tls":
+            # A registry from elsewhere: the client's identity, from the secret only its owner's
+            # account may read (never from user-data, which holds no key).
+            name = model.client_secret or secrets.client_secret_name(record.cluster_id)
+            sm = discovery.scope_of(record).client("secretsmanager")
+            try:
+                with aws(f"reading the client identity of {record.name} (secret {name})"):
+                    model.tls = secrets.read_secret(sm, name)
+            except AwsError as exc:
+                raise AwsError(f"{exc} Connecting to {record.name} needs `secretsmanager:GetSecretValue` on "
+                               f"{name}.") from None
+            record.resources["tls"] = model.tls
+        return model.security()
 
     def alive(self, record: ClusterRecord) -> bool:
         scheduler = record.resources.get("scheduler")
@@ -194,6 +273,13 @@ class EC2Backend:
             for group in sorted(groups | ({model.security_group} if model.security_group else set())):
                 if network.delete_security_group(ec2, group, ctx.sleep):
                     lines.append(f"deleted security group {group}")
+            # By the names the cluster id gives them: found even when the record was rebuilt from tags.
+            scope = discovery.scope_of(record)
+            deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id)
+            if deleted:
+                lines.append(f"deleted {len(deleted)} secret(s)")
+            if iam.delete_role(scope.client("iam"), iam.role_name(record.cluster_id)):
+                lines.append(f"deleted IAM role and instance profile {iam.role_name(record.cluster_id)}")
         return lines or ["nothing left on AWS"]
 
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> EC2Resources:

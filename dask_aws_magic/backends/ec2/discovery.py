@@ -125,8 +125,9 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
             model.scheduler, model.scheduler_ip = inst["InstanceId"], inst.get("PrivateIpAddress")
             item.running = True
             ip = inst.get("PublicIpAddress") or inst.get("PrivateIpAddress")
+            model.protocol = "tcp" if tag_value(inst, TAG_PROTOCOL) == "tcp" else "tls"
             if ip:
-                item.scheduler_address, item.dashboard_link = endpoints(ip, tag_value(inst, TAG_PROTOCOL) or "tls")
+                item.scheduler_address, item.dashboard_link = endpoints(ip, model.protocol)
     for group in tagged_security_groups(ec2):
         entry(group)[1].security_group = group["GroupId"]
     for item, model in found.values():

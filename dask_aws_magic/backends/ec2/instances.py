@@ -3,7 +3,6 @@ terminating (what the tags and the record name), and reading what they printed o
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,7 @@ def node_spec(record: ClusterRecord, model: EC2Resources, role: str) -> userdata
     s = record.settings
     return userdata.NodeSpec(
         role=role, cluster=record.name, cluster_id=record.cluster_id,
-        software=userdata.Software(**s["software"]), tls=model.cluster_tls(),
+        software=userdata.Software(**s["software"]), secret=str(model.node_secret), tls=model.protocol == "tls",
         scheduler_ip=model.scheduler_ip if role == "worker" else None,
         nprocs=s["nprocs"], nthreads=s["nthreads"], memory=s["memory"],
         idle_timeout=s["idle_timeout"] if role == "scheduler" else 0.0, max_lifetime=s["max_lifetime"],
@@ -69,8 +68,9 @@ def request(record: ClusterRecord, model: EC2Resources, role: str) -> dict[str, 
     }
     if cfg.get("key_name"):
         call["KeyName"] = cfg["key_name"]
-    if cfg.get("iam_instance_profile"):
-        call["IamInstanceProfile"] = {"Name": cfg["iam_instance_profile"]}
+    profile = cfg.get("iam_instance_profile") or model.role
+    if profile:
+        call["IamInstanceProfile"] = {"Name": profile}
     if cfg.get("root_volume_gb"):
         device = record.settings.get("root_devices", {}).get(role, "/dev/xvda")  # the AMI's own root device
         call["BlockDeviceMappings"] = [{"DeviceName": device, "Ebs": {
@@ -113,6 +113,11 @@ def run(ec2: Any, call: dict[str, Any], count: int, *, spot: bool, where: list[S
     zones = sorted({s["zone"] for s in where})
     error = explain(last_error, f"{doing} in every subnet of the zones {', '.join(zones)}")
     raise type(error)(f"{error} More zones may be allowed with `instance.zones`.")
+
+
+def profile_not_ready(exc: BaseException) -> bool:
+    """True when RunInstances refused an instance profile IAM has not yet propagated to EC2."""
+    return error_code(exc) == "InvalidParameterValue" and "instance profile" in str(exc).lower()
 
 
 def terminate(ec2: Any, cluster_id: str, recorded: list[str], sleep: Callable[[float], None],
@@ -160,9 +165,3 @@ def console_output(ec2: Any, instance_id: str) -> str:
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
         return ""
     return reply.get("Output") or ""  # botocore decodes the base64 itself
-
-
-def user_data_of(ec2: Any, instance_id: str) -> str:
-    """The user-data an instance was launched with, as text."""
-    reply = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
-    return base64.b64decode(reply.get("UserData", {}).get("Value", "") or b"").decode(errors="replace")

@@ -5,47 +5,50 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ...aws.tls import ClusterTLS
 from ..dask_commands import DASHBOARD_PORT, SCHEDULER_PORT
 
 
 def endpoints(ip: str, protocol: str) -> tuple[str, str]:
-    """The scheduler's address and dashboard link on an instance at ``ip``."""
-    return f"{protocol}://{ip}:{SCHEDULER_PORT}", f"http://{ip}:{DASHBOARD_PORT}/status"
+    """The scheduler's address and dashboard link on an instance at ``ip`` (the dashboard speaks
+    HTTPS, with the scheduler's certificate, when the cluster speaks TLS)."""
+    scheme = "https" if protocol == "tls" else "http"
+    return f"{protocol}://{ip}:{SCHEDULER_PORT}", f"{scheme}://{ip}:{DASHBOARD_PORT}/status"
 
 
 @dataclass
 class EC2Resources:
-    """The security group and instances of one cluster, and its TLS material (None without TLS,
-    or when the record was rebuilt from tags: it is then read back from the scheduler's user-data)."""
+    """The security group, secrets, role and instances of one cluster, and the client's TLS identity
+    (None without TLS, or when the record was rebuilt from tags: it is then read from the client secret)."""
 
     region: str
     aws_profile: str | None = None  # the credentials profile that sees it (None: the default credentials)
     endpoint_url: str | None = None  # where its AWS calls went, when not AWS itself (the sandbox)
+    protocol: str = "tls"  # or "tcp" when the profile turned TLS off
     security_group: str | None = None
+    node_secret: str | None = None  # ARN of the nodes' secret
+    client_secret: str | None = None  # ARN of the client's identity
+    role: str | None = None  # the instance role and profile created for the cluster (same name)
     scheduler: str | None = None  # instance id
     scheduler_ip: str | None = None  # private address, known from RunInstances before it boots
     scheduler_subnet: str | None = None  # where the workers go first (no traffic across zones)
     workers: dict[str, dict[str, bool]] = field(default_factory=dict)  # instance id -> {"spot": bool}
-    tls: dict[str, str] | None = None  # {"cert", "key"}
+    tls: dict[str, str] | None = None  # the client's identity: {"ca", "cert", "key"}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EC2Resources:
-        return cls(region=data.get("region", ""), aws_profile=data.get("aws_profile"),
-                   endpoint_url=data.get("endpoint_url"), security_group=data.get("security_group"),
-                   scheduler=data.get("scheduler"), scheduler_ip=data.get("scheduler_ip"),
-                   scheduler_subnet=data.get("scheduler_subnet"),
-                   workers={k: dict(v) for k, v in (data.get("workers") or {}).items()}, tls=data.get("tls"))
+        known = {name: data.get(name) for name in cls.__dataclass_fields__ if name not in ("workers", "protocol")}
+        return cls(**{**known, "region": data.get("region", "")},
+                   protocol=data.get("protocol") or ("tls" if data.get("tls") else "tcp"),
+                   workers={k: dict(v) for k, v in (data.get("workers") or {}).items()})
 
-    @property
-    def protocol(self) -> str:
-        return "tls" if self.tls else "tcp"
+    def security(self) -> Any | None:
+        """The client's ``distributed.Security``, None without TLS."""
+        from ...aws.tls import client_security
 
-    def cluster_tls(self) -> ClusterTLS | None:
-        return ClusterTLS(**self.tls) if self.tls else None
+        return client_security(**self.tls) if self.tls else None
 
     def instance_ids(self) -> list[str]:
         """Every instance recorded (the scheduler and the workers)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ...aws import pricing
+from ...aws import pricing, secrets
 from ...aws.network import PortRange
 from ...aws.scopes import current_endpoint
 from ...aws.session import credentials_available, default_region
@@ -94,13 +94,24 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
                   f"{', spot with on-demand fallback' if cfg.get('spot') and role == 'worker' else ''}")
         resources.append(PlannedResource("instance", role, n, detail, hourly_cost=(price or 0.0) * n,
                                          spot_hourly_cost=None if spot is None else spot * n))
+    tls = network.get("tls", True)
+    resources.append(PlannedResource(
+        "secret", "nodes", 1, "Secrets Manager: the nodes' TLS identities and software.env, read at boot",
+        hourly_cost=secrets.HOURLY_COST))
+    if tls:
+        resources.append(PlannedResource("secret", "client", 1, "Secrets Manager: the client's identity, for "
+                                          "`attach` from another machine", hourly_cost=secrets.HOURLY_COST))
+    own_role = [role for role, cfg in roles.items() if not cfg.get("iam_instance_profile")]
+    if own_role:
+        resources.append(PlannedResource("iam-role", " and ".join(own_role), 1, "instance role and profile that "
+                                         "may read the nodes' secret, nothing else"))
     if roles["scheduler"].get("spot"):
         notes.append("the scheduler runs on-demand whatever `spot` says: a spot interruption would end the cluster")
-    tls = network.get("tls", True)
     notes = [
         f"region {region}{f' (AWS credentials profile {aws_profile})' if aws_profile else ''}; "
         f"prices: {pricing.source_note()}",
-        f"TLS {'on (a per-cluster certificate)' if tls else 'OFF: traffic is unencrypted'}",
+        "TLS on: a per-cluster CA whose key is discarded; the dashboard is https"
+        if tls else "TLS OFF: traffic is unencrypted",
         f"idle timeout {idle:g} s (no tasks and no clients), then every instance terminates itself"
         if idle else "no idle timeout: the cluster runs until `down` or max_lifetime",
         f"max lifetime {lifetime:g} s, enforced on the instances" if lifetime else "no max lifetime",

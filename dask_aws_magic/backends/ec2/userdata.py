@@ -1,12 +1,13 @@
 """User-data scripts that turn a fresh instance into a Dask scheduler or worker: EC2's way of
 delivering the Dask command line of :mod:`..dask_commands`.
 
-The script asks the instance-metadata service (IMDSv2) for its own address, installs the client's
-Python and dask versions only if the image lacks them, writes the cluster's TLS certificate, runs
-Dask, and powers the instance off when Dask exits (launched with shutdown behaviour
-``terminate``, that ends the instance and its bill). ``max_lifetime`` is a timer on the instance
-itself. No AWS credential is ever written here: instances get AWS access from
-``iam_instance_profile``.
+The script asks the instance-metadata service (IMDSv2) for its own address, fetches the cluster's
+node secret (its TLS identity and ``software.env``) from Secrets Manager with the instance role's
+credentials, installs the client's Python and dask versions only if the image lacks them, runs
+Dask, and powers the instance off when Dask exits (launched with shutdown behaviour ``terminate``,
+that ends the instance and its bill). ``max_lifetime`` is a timer on the instance itself. Nothing
+secret is ever written here: user-data is readable by anyone allowed ``ec2:DescribeInstanceAttribute``
+(AWS's ReadOnlyAccess policy included); it carries only the secret's name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 
-from ...aws.tls import ClusterTLS
 from .. import dask_commands
 
 EC2_USER_DATA_LIMIT = 16 * 1024
@@ -25,8 +25,12 @@ ROOT_VARIABLE = "SANDBOX_INSTANCE_ROOT"  # set by the sandbox's instance emulato
 DIR = "$D"  # the script's variable holding HOME under the root
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHELL_VARIABLES = ("$IP", "$ID", DIR)  # set by the script (the address and id from the instance metadata)
-TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/cluster.pem", cert=f"{DIR}/cluster.pem", key=f"{DIR}/cluster.key")
+TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/ca.pem", cert=f"{DIR}/node.pem", key=f"{DIR}/node.key")
 IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
+FETCH_SECRET = f"{DIR}/fetch_secret.py"  # likewise the secret fetcher (standard library only)
+# The dashboard speaks HTTPS with the scheduler's certificate (distributed's dashboard TLS settings).
+DASHBOARD_TLS = {"DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT": TLS_FILES.cert,
+                 "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__KEY": TLS_FILES.key}
 # Whether a Python has the wanted versions, from the packages' metadata: importing dask and
 # distributed to ask them would cost the instance a second or two before the scheduler starts. First
 # the installed-package folders by name (a directory listing), then importlib.metadata (~50 ms more)
@@ -64,7 +68,8 @@ class NodeSpec:
     cluster: str
     cluster_id: str
     software: Software
-    tls: ClusterTLS | None
+    secret: str  # the name of the cluster's node secret: TLS identities and software.env
+    tls: bool = True
     scheduler_ip: str | None = None  # workers only
     nprocs: int = 1
     nthreads: int = 1
@@ -72,6 +77,19 @@ class NodeSpec:
     idle_timeout: float = 0.0
     max_lifetime: float = 0.0
     death_timeout: float = 120.0
+
+
+def _compact(module: str) -> str:
+    """A module of the package as short source for user-data: its docstrings and comments dropped."""
+    import ast
+
+    tree = ast.parse(resources.files("dask_aws_magic").joinpath(module).read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
 
 
 def _heredoc(path: str, text: str, tag: str) -> str:
@@ -82,7 +100,8 @@ def _software(spec: NodeSpec, exported: list[str]) -> str:
     sw = spec.software
     if sw.image:
         image = shlex.quote(sw.image)
-        passed = "".join(f" -e {name}" for name in exported)  # docker run does not inherit the script's env
+        # docker run does not inherit the script's env; software.env's names come with the secret.
+        passed = "".join(f" -e {name}" for name in exported) + ' $(sed "s/^/-e /" "$D/env.names")'
         return (
             "if ! command -v docker >/dev/null; then (dnf install -y -q docker || apt-get install -y -q docker.io)"
             " || stop 'installing docker failed'; fi\n"
@@ -169,34 +188,22 @@ def user_data(spec: NodeSpec) -> str:
         parts.append(f"(sleep {spec.max_lifetime:.0f}; echo 'dask-aws-magic: max_lifetime reached'; "
                      "shutdown -h now) &")
     parts += [f'D="${{{ROOT_VARIABLE}:-}}{HOME}"', f'umask 077; mkdir -p "{DIR}/work"; cd "{DIR}"']
-    exported = []
-    for key, value in spec.software.env.items():
-        if not ENV_NAME.match(key):
-            raise ValueError(f"not an environment variable name: {key!r}")
-        parts.append(f"export {key}={shlex.quote(value)}")
-        exported.append(key)
     script = "\n".join(parts) + "\n"
-    if spec.tls is not None:
-        script += _heredoc(TLS_FILES.cert, spec.tls.cert, "PEM")
-        script += _heredoc(TLS_FILES.key, spec.tls.key, "KEY")
-        script += "export DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True\n"
-        exported.append("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION")
+    script += _heredoc(FETCH_SECRET, _compact("aws/fetch_secret.py"), "FETCH")
+    script += (f'python3 {_shell_word(FETCH_SECRET)} {shlex.quote(spec.secret)} {spec.role} "{DIR}" '
+               "|| stop 'reading the cluster secret failed (see above)'\n")
+    script += f'. "{DIR}/env.sh"\n'  # software.env, from the secret
+    exported: list[str] = []
+    if spec.tls:
+        settings = {"DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+                    **(DASHBOARD_TLS if spec.role == "scheduler" else {})}
+        for key, value in settings.items():
+            script += f"export {key}={_shell_word(value)}\n"
+            exported.append(key)
     if spec.role == "scheduler" and spec.idle_timeout:
-        preload = resources.files("dask_aws_magic").joinpath("core/idle_preload.py").read_text()
-        script += _heredoc(IDLE_PRELOAD, preload, "PRELOAD")
+        script += _heredoc(IDLE_PRELOAD, _compact("core/idle_preload.py"), "PRELOAD")
     script += _software(spec, exported)
     script += f'echo "dask-aws-magic: starting the {spec.role} on $IP"\n'
     script += "$RUN $PY " + " ".join(_shell_word(arg) for arg in dask_argv(spec)) + "\n"
     script += 'stop "dask exited with status $?"\n'
     return script
-
-
-def certificate_from_user_data(text: str) -> ClusterTLS | None:
-    """The cluster's TLS material, read back from a scheduler's user-data (for ``attach`` from
-    a machine whose registry does not have it)."""
-    begin_cert, begin_key = text.find("-----BEGIN CERTIFICATE-----"), text.find("-----BEGIN PRIVATE KEY-----")
-    if begin_cert < 0 or begin_key < 0:
-        return None
-    end_cert = text.index("-----END CERTIFICATE-----", begin_cert) + len("-----END CERTIFICATE-----")
-    end_key = text.index("-----END PRIVATE KEY-----", begin_key) + len("-----END PRIVATE KEY-----")
-    return ClusterTLS(cert=text[begin_cert:end_cert] + "\n", key=text[begin_key:end_key] + "\n")

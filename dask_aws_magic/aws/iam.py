@@ -1,0 +1,122 @@
+"""Per-cluster IAM roles: created by ``up`` with exactly the permissions the cluster's machines
+need, deleted by ``down``. Roles live under one path, so leftovers are easy to find."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..core.errors import LaunchError
+from .errors import error_code
+
+PATH = "/dask-aws-magic/"
+INLINE_POLICY = "dask-aws-magic"
+REFUSED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+
+
+def role_name(cluster_id: str, purpose: str = "") -> str:
+    """The name of the cluster's role for ``purpose`` ("" for the instances' role)."""
+    return f"dask-aws-magic-{cluster_id}" + (f"-{purpose}" if purpose else "")
+
+
+def secret_read_policy(secret_arn: str) -> dict[str, Any]:
+    """Reading one secret, nothing else."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}]}
+
+
+def create_role(iam: Any, name: str, service: str, policy: dict[str, Any], tags: list[dict[str, str]],
+                description: str) -> str:
+    """A role that ``service`` (e.g. ``ec2.amazonaws.com``) may assume, with ``policy`` inline; its ARN."""
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+    arn = iam.create_role(RoleName=name, Path=PATH, AssumeRolePolicyDocument=json.dumps(trust),
+                          Description=description, Tags=tags, MaxSessionDuration=3600)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName=INLINE_POLICY, PolicyDocument=json.dumps(policy))
+    return str(arn)
+
+
+def create_instance_profile(iam: Any, name: str, tags: list[dict[str, str]]) -> str:
+    """An instance profile of the same name holding role ``name``; its ARN."""
+    arn = iam.create_instance_profile(InstanceProfileName=name, Path=PATH, Tags=tags)["InstanceProfile"]["Arn"]
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return str(arn)
+
+
+def role_of_instance_profile(iam: Any, name: str) -> str:
+    """The ARN of the role in an existing instance profile (the profile's ``iam_instance_profile``)."""
+    import botocore.exceptions
+
+    try:
+        roles = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) == "NoSuchEntity":
+            raise LaunchError(f"`instance.iam_instance_profile` names {name!r}, which does not exist in this "
+                              "account: create it, or remove the field to let dask-aws-magic create a role "
+                              "for the cluster.") from None
+        raise
+    if not roles:
+        raise LaunchError(f"The instance profile {name!r} in `instance.iam_instance_profile` holds no role: "
+                          "add one (`aws iam add-role-to-instance-profile`).")
+    return str(roles[0]["Arn"])
+
+
+def delete_role(iam: Any, name: str) -> bool:
+    """Delete role ``name``, its inline and attached policies and its instance profiles; False if it
+    did not exist."""
+    import botocore.exceptions
+
+    try:
+        for profile in iam.list_instance_profiles_for_role(RoleName=name)["InstanceProfiles"]:
+            iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"], RoleName=name)
+            if profile["InstanceProfileName"] == name:  # ours; never one the user made
+                iam.delete_instance_profile(InstanceProfileName=name)
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy)
+        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+        iam.delete_role(RoleName=name)
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        delete_instance_profile(iam, name)  # a profile left without its role by an interrupted up
+        return False
+    return True
+
+
+def delete_instance_profile(iam: Any, name: str) -> bool:
+    """Delete the instance profile ``name`` if it exists."""
+    import botocore.exceptions
+
+    try:
+        iam.delete_instance_profile(InstanceProfileName=name)
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return False
+    return True
+
+
+def refused(exc: BaseException) -> bool:
+    """True when AWS refused for want of a permission."""
+    return error_code(exc) in REFUSED
+
+
+def refused_action(exc: BaseException, default: str) -> str:
+    """The IAM action AWS named in a refusal (``iam:CreateRole``, ...), else ``default``."""
+    import re
+
+    found = re.search(r"\b(iam:[A-Za-z]+)", str(exc))
+    return found.group(1) if found else default
+
+
+def missing_permission(exc: BaseException, action: str, doing: str, option: str) -> LaunchError:
+    """The error for a refused IAM action: which permission is missing, and the profile option that
+    does without it."""
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "")
+    return LaunchError(
+        f"AWS refused {action} while {doing}: your identity lacks the `{action}` permission ({message}). "
+        f"Ask for it to be granted, or set `{option}` in the profile to an instance profile that already "
+        "exists: dask-aws-magic then lets that profile's role read the cluster's secret instead of creating "
+        "a role."
+    )

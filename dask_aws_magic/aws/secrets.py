@@ -1,0 +1,66 @@
+"""A cluster's secrets in AWS Secrets Manager: the nodes' TLS material and environment, and the
+client's identity for ``attach`` from another machine.
+
+Secrets Manager rather than SSM Parameter Store: AWS's ReadOnlyAccess policy (and most scanners'
+roles) allows ``ssm:GetParameter*``, which decrypts SecureStrings under the account's default key,
+but not ``secretsmanager:GetSecretValue``. Names derive from the cluster id, so ``down`` finds them
+even when the registry lost its record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import error_code
+
+PREFIX = "dask-aws-magic"
+HOURLY_COST = 0.40 / 730  # USD per secret: 0.40 a month, prorated by the hour
+KINDS = ("nodes", "client")
+
+
+def node_secret_name(cluster_id: str) -> str:
+    """What the scheduler and workers read at boot (their instance or task role may read only this)."""
+    return f"{PREFIX}/{cluster_id}/nodes"
+
+
+def client_secret_name(cluster_id: str) -> str:
+    """The client's identity: readable by whoever may read secrets in the account, never by the nodes."""
+    return f"{PREFIX}/{cluster_id}/client"
+
+
+def create_secret(sm: Any, name: str, payload: dict[str, str], tags: list[dict[str, str]],
+                  description: str = "dask-aws-magic cluster material") -> str:
+    """Store ``payload`` as a JSON secret; returns its ARN."""
+    reply = sm.create_secret(Name=name, Description=description, SecretString=json.dumps(payload), Tags=tags)
+    return str(reply["ARN"])
+
+
+def read_secret(sm: Any, name: str) -> dict[str, str]:
+    """The JSON payload of secret ``name`` (name or ARN)."""
+    return dict(json.loads(sm.get_secret_value(SecretId=name)["SecretString"]))
+
+
+def allow_roles(sm: Any, name: str, role_arns: list[str]) -> None:
+    """Let ``role_arns`` (the roles of instance profiles the profile names) read secret ``name``."""
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "ClusterNodesRead", "Effect": "Allow", "Principal": {"AWS": role_arns},
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
+    sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy))
+
+
+def delete_cluster_secrets(sm: Any, cluster_id: str) -> list[str]:
+    """Delete the cluster's secrets at once (no recovery window: nothing stays billed or readable).
+    Returns the names deleted."""
+    import botocore.exceptions
+
+    deleted = []
+    for name in (node_secret_name(cluster_id), client_secret_name(cluster_id)):
+        try:
+            sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            continue
+        deleted.append(name)
+    return deleted
