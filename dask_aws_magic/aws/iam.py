@@ -26,7 +26,7 @@ def secret_read_policy(secret_arn: str) -> dict[str, Any]:
 
 
 def create_role(iam: Any, name: str, service: str, policy: dict[str, Any], tags: list[dict[str, str]],
-                description: str) -> str:
+                description: str = "dask-aws-magic cluster role") -> str:
     """A role that ``service`` (e.g. ``ec2.amazonaws.com``) may assume, with ``policy`` inline; its ARN."""
     trust = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}

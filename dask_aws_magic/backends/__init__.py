@@ -28,7 +28,16 @@ def available() -> list[str]:
 
 @cache
 def _load(name: str) -> type:
-    return _entry_points()[name].load()
+    entry = _entry_points()[name]
+    try:
+        return entry.load()
+    except (ImportError, AttributeError) as exc:
+        from ..core.errors import ProfileError
+
+        raise ProfileError(
+            f"The backend {name!r} is installed ({entry.value}) but cannot be loaded: {type(exc).__name__}: {exc}. "
+            "Reinstall the package that provides it, or uninstall it."
+        ) from None
 
 
 def get_backend(name: str) -> Backend:
@@ -44,5 +53,18 @@ def get_backend(name: str) -> Backend:
 
 
 def discoverable_backends() -> list[Backend]:
-    """Every installed backend worth asking for clusters here (AWS ones only with credentials)."""
-    return [get_backend(name) for name in available() if _load(name).discoverable()]
+    """Every installed backend worth asking for clusters here (AWS ones only with credentials). A
+    backend that cannot be loaded is skipped with a warning: one broken plugin must not hide the
+    clusters of the others."""
+    import warnings
+
+    from ..core.errors import ProfileError
+
+    found = []
+    for name in available():
+        try:
+            if _load(name).discoverable():
+                found.append(get_backend(name))
+        except ProfileError as exc:
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+    return found
