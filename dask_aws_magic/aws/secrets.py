@@ -10,13 +10,47 @@ even when the registry lost its record.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from ..core.errors import LaunchError
 from .errors import error_code
 
 PREFIX = "dask-aws-magic"
 HOURLY_COST = 0.40 / 730  # USD per secret: 0.40 a month, prorated by the hour
 KINDS = ("nodes", "client")
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ClusterSecrets:
+    """What ``create_cluster_secrets`` made: the two secrets' ARNs and the client's identity."""
+
+    node_secret: str
+    client_secret: str | None  # None without TLS
+    client_identity: dict[str, str] | None  # {"ca", "cert", "key"}, None without TLS
+
+
+def create_cluster_secrets(sm: Any, name: str, cluster_id: str, env: dict[str, str], tls: bool,
+                           tags: list[dict[str, str]]) -> ClusterSecrets:
+    """A new CA's certificates for cluster ``name`` (the CA forgotten here) and ``software.env``,
+    stored as the nodes' secret and the client's."""
+    from .tls import new_cluster_material
+
+    for key in env:
+        if not ENV_NAME.match(key):
+            raise LaunchError(f"`software.env` has {key!r}, which is not an environment variable name: use "
+                              "letters, digits and underscores, not starting with a digit.")
+    material = new_cluster_material(name) if tls else None
+    nodes = material.node_secret(env) if material else {"env": json.dumps(env)}
+    node_arn = create_secret(sm, node_secret_name(cluster_id), nodes, tags)
+    if material is None:
+        return ClusterSecrets(node_arn, None, None)
+    client_arn = create_secret(sm, client_secret_name(cluster_id), material.client_secret(), tags)
+    return ClusterSecrets(node_arn, client_arn, material.client_secret())
 
 
 def node_secret_name(cluster_id: str) -> str:

@@ -8,7 +8,6 @@ scheduler, with its private address from the RunInstances answer, before it has 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,11 +16,10 @@ from ...aws import iam, network, secrets
 from ...aws.scopes import LIST_ATTEMPTS
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
-from ...aws.tls import new_cluster_material
-from ...core.errors import AwsError, LaunchError
+from ...core.errors import AwsError
 from .. import dask_commands
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
-from . import discovery, instances, placement, planning, userdata
+from . import discovery, instances, placement, planning
 from .model import EC2Resources, endpoints
 
 if TYPE_CHECKING:
@@ -94,25 +92,14 @@ class EC2Backend:
         return model
 
     def _secrets(self, ctx: Context, record: ClusterRecord, model: EC2Resources, tags: list[dict[str, str]]) -> None:
-        """The nodes' secret (their TLS identities and software.env) and the client's; the CA that
-        signed them is forgotten here."""
+        """The nodes' secret (their TLS identities and software.env) and the client's."""
         s = record.settings
-        env = dict(s["software"].get("env") or {})
-        for key in env:
-            if not userdata.ENV_NAME.match(key):
-                raise LaunchError(f"`software.env` has {key!r}, which is not an environment variable name: use "
-                                  "letters, digits and underscores, not starting with a digit.")
-        material = new_cluster_material(record.name) if s["tls"] else None
-        nodes = material.node_secret(env) if material else {"env": json.dumps(env)}
         sm = discovery.scope_of(record).client("secretsmanager")
         with aws(f"storing the secrets of {record.name} in Secrets Manager"):
-            model.node_secret = secrets.create_secret(sm, secrets.node_secret_name(record.cluster_id), nodes, tags)
-            ctx.save(model)
-            if material:
-                model.client_secret = secrets.create_secret(
-                    sm, secrets.client_secret_name(record.cluster_id), material.client_secret(), tags)
-                model.tls = material.client_secret()
-                ctx.save(model)
+            made = secrets.create_cluster_secrets(sm, record.name, record.cluster_id,
+                                                  dict(s["software"].get("env") or {}), s["tls"], tags)
+        model.node_secret, model.client_secret, model.tls = made.node_secret, made.client_secret, made.client_identity
+        ctx.save(model)
         ctx.check()
 
     def _instance_role(self, ctx: Context, record: ClusterRecord, model: EC2Resources,

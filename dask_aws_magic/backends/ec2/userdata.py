@@ -12,7 +12,6 @@ secret is ever written here: user-data is readable by anyone allowed ``ec2:Descr
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,7 +22,6 @@ EC2_USER_DATA_LIMIT = 16 * 1024
 HOME = "/opt/dask-aws-magic"  # on the instance; the sandbox's emulator puts it under the instance's own root
 ROOT_VARIABLE = "SANDBOX_INSTANCE_ROOT"  # set by the sandbox's instance emulator only: empty on EC2
 DIR = "$D"  # the script's variable holding HOME under the root
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHELL_VARIABLES = ("$IP", "$ID", DIR)  # set by the script (the address and id from the instance metadata)
 TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/ca.pem", cert=f"{DIR}/node.pem", key=f"{DIR}/node.key")
 IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
