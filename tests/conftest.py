@@ -6,11 +6,16 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 
 from dask_aws_magic.core.errors import Interrupted
+
+if TYPE_CHECKING:
+    from dask_aws_magic.sandbox import Sandbox
 
 TAGS = ("DASK_AWS_MAGIC_CLUSTER_ID", "DASK_AWS_MAGIC_ADAPTS_CLUSTER_ID")  # cluster processes, adaptors
 
@@ -43,6 +48,25 @@ def home(tmp_path, monkeypatch):
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert not leftovers, f"processes left running: {[p.pid for p in leftovers]}"
+
+
+@contextlib.contextmanager
+def aws_sandbox(home, profiles: dict[str, str]) -> Iterator[Sandbox]:
+    """The AWS sandbox, with ``profiles`` (name -> text) in the test's home. Fails the test if anything
+    is left on the emulated AWS, after a `down --all` so that one failure does not cascade."""
+    import dask_aws_magic as dam
+    from dask_aws_magic.sandbox import Sandbox
+
+    (home / "profiles").mkdir(parents=True, exist_ok=True)
+    for name, text in profiles.items():
+        (home / "profiles" / f"{name}.yaml").write_text(text)
+    with Sandbox() as sandbox:
+        yield sandbox
+        leftovers = sandbox.resources()
+        if leftovers:
+            with contextlib.suppress(Exception):
+                dam.down(all=True)
+        assert not leftovers, f"left on AWS: {leftovers}"
 
 
 @pytest.fixture

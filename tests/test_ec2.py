@@ -26,9 +26,8 @@ from dask_aws_magic.core.errors import (
     ProfileError,
     WaitTimeout,
 )
-from dask_aws_magic.sandbox import Sandbox
 
-from .conftest import cancel_at
+from .conftest import aws_sandbox, cancel_at
 
 pytestmark = pytest.mark.sandbox
 
@@ -42,15 +41,8 @@ worker: {type: m6i.large, count: 2}
 
 @pytest.fixture
 def sb(home):
-    (home / "profiles").mkdir(parents=True)
-    (home / "profiles" / "ec2-test.yaml").write_text(PROFILE)
-    with Sandbox() as sandbox:
+    with aws_sandbox(home, {"ec2-test": PROFILE}) as sandbox:
         yield sandbox
-        leftovers = sandbox.resources()
-        if leftovers:  # clean up so one failure does not cascade, then fail
-            with __import__("contextlib").suppress(Exception):
-                dam.down(all=True)
-        assert not leftovers, f"left on AWS: {leftovers}"
 
 
 def ec2():

@@ -19,7 +19,8 @@ import pytest
 import dask_aws_magic as dam
 from dask_aws_magic.aws import fetch_secret, iam, secrets
 from dask_aws_magic.core.errors import LaunchError
-from dask_aws_magic.sandbox import Sandbox
+
+from .conftest import aws_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -36,15 +37,8 @@ ACCOUNT = "123456789012"  # the sandbox's default account
 
 @pytest.fixture
 def sb(home):
-    (home / "profiles").mkdir(parents=True)
-    (home / "profiles" / "sec.yaml").write_text(PROFILE)
-    with Sandbox() as sandbox:
+    with aws_sandbox(home, {"sec": PROFILE}) as sandbox:
         yield sandbox
-        leftovers = {kind: ids for kind, ids in sandbox.resources().items() if kind != "iam_users"}
-        if leftovers:
-            with __import__("contextlib").suppress(Exception):
-                dam.down(all=True)
-        assert not leftovers, f"left on AWS: {leftovers}"
 
 
 def _user(sb, name, *policies, deny=None):

@@ -16,7 +16,8 @@ import dask_aws_magic as dam
 from dask_aws_magic.core import registry
 from dask_aws_magic.faces.panel import Panel
 from dask_aws_magic.faces.panel_runtime import Background, explain
-from dask_aws_magic.sandbox import Sandbox
+
+from .conftest import aws_sandbox
 
 CLICK_LIMIT = 0.25  # seconds a click may take: it only starts work
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -74,14 +75,8 @@ def make_panel(shell):
 
 @pytest.fixture
 def sb(home):
-    (home / "profiles").mkdir(parents=True, exist_ok=True)
-    (home / "profiles" / "ec2-test.yaml").write_text(EC2_PROFILE)
-    with Sandbox() as sandbox:
+    with aws_sandbox(home, {"ec2-test": EC2_PROFILE}) as sandbox:
         yield sandbox
-        leftovers = sandbox.resources()
-        if leftovers:
-            dam.down(all=True)
-        assert not leftovers, f"left on AWS: {leftovers}"
 
 
 def no_traceback(*widgets) -> None:
