@@ -50,6 +50,18 @@ def home(tmp_path, monkeypatch):
     assert not leftovers, f"processes left running: {[p.pid for p in leftovers]}"
 
 
+def assert_private(home) -> None:
+    """Everything under the home is this user's alone: folders 0700, files 0600."""
+    import stat
+
+    for path in [home, *home.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, (oct(mode), path)
+        elif path.is_file():
+            assert mode == 0o600, (oct(mode), path)
+
+
 @contextlib.contextmanager
 def aws_sandbox(home, profiles: dict[str, str]) -> Iterator[Sandbox]:
     """The AWS sandbox, with ``profiles`` (name -> text) in the test's home. Fails the test if anything

@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import ssl
-import stat
 import urllib.error
 import urllib.request
 
@@ -20,7 +19,7 @@ import dask_aws_magic as dam
 from dask_aws_magic.aws import fetch_secret, iam, secrets
 from dask_aws_magic.core.errors import LaunchError
 
-from .conftest import aws_sandbox
+from .conftest import assert_private, aws_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -76,8 +75,7 @@ def test_a_read_only_identity_finds_no_key_material(sb, home):
         handle.client.wait_for_workers(1, timeout=60)
         env = handle.client.run(lambda: __import__("os").environ.get("DB_PASSWORD"))
         assert set(env.values()) == {"hunter2-in-the-env"}  # software.env arrived, through the secret
-        record_file = home / "clusters" / "sec.json"
-        assert stat.S_IMODE(record_file.stat().st_mode) == 0o600  # it holds the client's key
+        assert_private(home)  # the record holds the client's key
         client_key = handle.record.resources["tls"]["key"]
         nodes = secrets.read_secret(boto3.client("secretsmanager"), handle.record.resources["node_secret"])
         forbidden = ["PRIVATE KEY", "hunter2-in-the-env", client_key.splitlines()[1],
@@ -113,6 +111,7 @@ def test_a_read_only_identity_finds_no_key_material(sb, home):
             assert text not in everything
     finally:
         handle.down()
+    assert_private(home)
 
 
 def test_the_instance_role_reads_its_own_secret_and_nothing_else(sb, home, monkeypatch):

@@ -24,7 +24,7 @@ from dask_aws_magic.core.errors import (
 )
 from dask_aws_magic.core.lifecycle import up as core_up
 
-from .conftest import cluster_processes
+from .conftest import assert_private, cluster_processes
 
 
 def pids(name):
@@ -53,6 +53,7 @@ def test_up_compute_scale_restart_logs_down(home):
         assert len(started) == 3 and all(psutil.pid_exists(p) for p in started)
         assert cluster.dashboard_link.startswith("http://127.0.0.1:")
         assert "Dashboard" in cluster._repr_html_()
+        assert_private(home)  # after every operation: folders 0700, files 0600, logs and keys included
 
         cluster.scale(3)
         cluster.client.wait_for_workers(3, timeout=30)
@@ -62,18 +63,22 @@ def test_up_compute_scale_restart_logs_down(home):
         while len(cluster.client.scheduler_info()["workers"]) != 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(cluster.client.scheduler_info()["workers"]) == 1
+        assert_private(home)
 
         before = set(cluster.client.scheduler_info()["workers"])
         dam.restart("local")
         assert set(cluster.client.scheduler_info()["workers"]) != before
+        assert_private(home)
 
         status = dam.status("local")
         assert status["workers"] == 1 and status["threads"] >= 1
         logs = dam.logs("local")
         assert "scheduler" in logs and "Scheduler at" in logs["scheduler"]
         all_pids = pids("local")
+        assert_private(home)
     assert gone(started + all_pids)
     assert dam.list_clusters() == []
+    assert_private(home)
 
 
 def test_adapt_scales_with_load(home):
@@ -293,18 +298,7 @@ def test_local_cluster_is_private_to_its_user(home):
     finally:
         cluster.down()
     assert_private(home)
-    assert not list(home.rglob("*.pem")), "the TLS material outlived the cluster"
-
-
-def assert_private(home):
-    import stat
-
-    for path in [home, *home.rglob("*")]:
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        if path.is_dir():
-            assert mode == 0o700, (oct(mode), path)
-        elif path.is_file():
-            assert mode == 0o600, (oct(mode), path)
+    assert not list(home.rglob("*.pem")) and not list(home.rglob("*.key")), "the TLS material outlived the cluster"
 
 
 def test_home_owned_by_someone_else_is_refused(home, monkeypatch):
