@@ -69,9 +69,12 @@ def aws_sandbox(home, profiles: dict[str, str]) -> Iterator[Sandbox]:
     import dask_aws_magic as dam
     from dask_aws_magic.sandbox import Sandbox
 
-    (home / "profiles").mkdir(parents=True, exist_ok=True)
-    for name, text in profiles.items():
-        (home / "profiles" / f"{name}.yaml").write_text(text)
+    (home / "profiles").mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    for name, text in profiles.items():  # written as `up` would find them: the user's own, private
+        path = home / "profiles" / f"{name}.yaml"
+        path.write_text(text)
+        path.chmod(0o600)
     with Sandbox() as sandbox:
         yield sandbox
         leftovers = sandbox.resources()
