@@ -216,8 +216,8 @@ def _up(op: Operation, req: _UpRequest) -> ClusterRecord:
         price = f" (about ${the_plan.hourly_cost:.2f}/hour)" if the_plan.hourly_cost else ""
         ctx.emit("launch", f"launching {the_plan.workers} worker(s) and a scheduler{price}")
         ctx.save(backend.launch(ctx, the_plan, record))
-        _import_client_library_meanwhile()
-        _wait_for_scheduler(ctx, backend, deadline)
+        importing = _import_client_library_meanwhile()
+        _wait_for_scheduler(ctx, backend, deadline, importing)
         if wait_workers:
             _wait_for_workers(ctx, backend, wait_workers, deadline)
     except BaseException as exc:
@@ -240,10 +240,15 @@ def _ready_message(record: ClusterRecord) -> str:
             f"(`client.wait_for_workers({expected})` waits for them; `up --wait-workers` makes up wait)")
 
 
-def _import_client_library_meanwhile() -> None:
-    """Import distributed in a thread while the cluster boots, so the first probe does not wait."""
-    if "distributed" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True).start()
+def _import_client_library_meanwhile() -> threading.Thread | None:
+    """Import distributed in a thread while the cluster boots, so the first probe does not wait.
+    Join the thread before using distributed here: two threads importing its modules at once can
+    meet a partially initialised one."""
+    if "distributed" in sys.modules:
+        return None
+    thread = threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True)
+    thread.start()
+    return thread
 
 
 def _cost(the_plan: Plan) -> dict[str, float]:
@@ -260,7 +265,8 @@ def _poll(ctx: _Context, backend: Backend) -> Poll:
     return seen
 
 
-def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float) -> None:
+def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float,
+                        importing: threading.Thread | None = None) -> None:
     """Ask the backend for news every ``poll_interval``; probe the scheduler in between."""
     record = ctx.record
     seen, next_poll, security = Poll(), 0.0, None
@@ -269,6 +275,8 @@ def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float) -> Non
             seen, next_poll = _poll(ctx, backend), time.monotonic() + backend.defaults.poll_interval
             ctx.emit("boot", seen.message, seen.done, seen.total)
             if seen.address and seen.address != record.scheduler_address:
+                if importing is not None:
+                    importing.join()  # the probe and the security below use distributed
                 record.scheduler_address, record.dashboard_link = seen.address, seen.dashboard
                 registry.write(record)
                 security = security_of(record)
