@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .faults import Delay, Delays, Fault, Rules
     from .server import CallCounter, SandboxServer
     from .spot import SpotPrices
+    from .tasks import TaskEmulator
 
 _active: Sandbox | None = None
 _active_lock = threading.Lock()
@@ -26,7 +27,8 @@ _active_lock = threading.Lock()
 class Sandbox:
     """An emulated AWS account on this machine. Only one can run at a time in a process.
 
-    boot_delay: seconds a new instance stays `pending` before its user-data runs.
+    boot_delay: seconds a new instance stays `pending` before its user-data runs, and an ECS task
+        `PENDING` before its container starts.
     instance_env: extra environment variables for every instance's user-data.
     workdir: where per-instance directories (home, root, console.log, user-data) go; once an instance
         has ended only its console.log is kept. By default a temporary directory, removed on stop.
@@ -47,6 +49,7 @@ class Sandbox:
         self._root: str | None = None
         self._server: SandboxServer | None = None
         self._emulator: InstanceEmulator | None = None
+        self._tasks: TaskEmulator | None = None
         self._env: AwsEnvironment | None = None
         self._calls: CallCounter | None = None
         self._faults: Rules[Fault] | None = None
@@ -119,6 +122,11 @@ class Sandbox:
         self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env)
         self._emulator.start()
         self._undo.append(self._emulator.stop)
+        from .tasks import TaskEmulator
+
+        self._tasks = TaskEmulator(self._root, self._boot_delay, self.instance_env)
+        self._tasks.start()
+        self._undo.append(self._tasks.stop)
 
     def stop(self) -> None:
         """Kill every instance process, stop the servers, restore moto and os.environ."""
@@ -129,7 +137,7 @@ class Sandbox:
                 self._undo.pop()()
             except BaseException as exc:  # keep undoing the rest
                 error = error or exc
-        self._server = self._emulator = self._env = self._spot = None
+        self._server = self._emulator = self._env = self._spot = self._tasks = None
         if self._root and not self.workdir:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
@@ -162,6 +170,8 @@ class Sandbox:
         self._boot_delay = seconds
         if self._emulator is not None:
             self._emulator.boot_delay = seconds
+        if self._tasks is not None:
+            self._tasks.start_delay = seconds
 
     @property
     def metadata_url(self) -> str:
@@ -195,6 +205,24 @@ class Sandbox:
     def processes(self) -> dict[str, int]:
         """Instance id -> process-group id, for instances whose processes are alive."""
         return self._need(self._emulator).processes()
+
+    def task_output(self, task_arn: str) -> str:
+        """What an ECS task's container printed so far (stdout and stderr)."""
+        return self._need(self._tasks).output(task_arn)
+
+    def task_processes(self) -> dict[str, int]:
+        """ECS task ARN -> process-group id, for tasks whose processes are alive."""
+        return self._need(self._tasks).processes()
+
+    def add_image(self, image: str) -> None:
+        """Let ECS tasks pull `image` (public Dask images and existing ECR repositories always can)."""
+        self._need(self._tasks).images.add(image)
+
+    def stop_task(self, task_arn: str, reason: str = "Your Spot Task was interrupted.",
+                  code: str = "SpotInterruption") -> None:
+        """Stop an ECS task as AWS would (by default a Fargate Spot reclaim): its processes are
+        killed and it ends STOPPED with `code` and `reason`."""
+        self._need(self._tasks).stop_task(task_arn, reason, code)
 
     # -- fault injection -------------------------------------------------------------------
     def inject_fault(

@@ -92,9 +92,14 @@ def _others(found: dict[str, list[str]]) -> None:
     from moto.ssm.models import ssm_backends
 
     for backend in _backends(ecs_backends):
-        found["ecs_clusters"] += [c.arn for c in list(backend.clusters.values())]
+        found["ecs_clusters"] += [c.arn for c in list(backend.clusters.values()) if c.status != "INACTIVE"]
         for tasks in list(backend.tasks.values()):
             found["ecs_tasks"] += [t.task_arn for t in list(tasks.values()) if t.last_status != "STOPPED"]
+        found["ecs_services"] += [s.arn for s in list(backend.services.values()) if s.status == "ACTIVE"]
+        for revisions in list(backend.task_definitions.values()):
+            found["ecs_task_definitions"] += [d.arn for d in list(revisions.values()) if d.status == "ACTIVE"]
+        found["ecs_capacity_providers"] += [p.name for p in list(backend.capacity_providers.values())]
+    _autoscaling_and_efs(found)
     for backend in _backends(logs_backends):
         found["log_groups"] += list(backend.groups)
     for backend in _backends(ssm_backends):
@@ -110,3 +115,13 @@ def _secrets(found: dict[str, list[str]]) -> None:
     for backend in _backends(secretsmanager_backends):
         found["secrets"] += [name for name, secret in list(backend.secrets.items())
                              if not getattr(secret, "deleted_date", None)]
+
+
+def _autoscaling_and_efs(found: dict[str, list[str]]) -> None:
+    from moto.autoscaling.models import autoscaling_backends
+    from moto.efs.models import efs_backends
+
+    for backend in _backends(autoscaling_backends):
+        found["autoscaling_groups"] += list(backend.autoscaling_groups)
+    for backend in _backends(efs_backends):
+        found["efs_file_systems"] += list(backend.file_systems_by_id)
