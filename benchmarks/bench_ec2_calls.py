@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-from typing import Any
+
+from bench_context import BenchContext  # this folder is on sys.path when run as a script
 
 import dask_aws_magic as dam
 from dask_aws_magic.backends import get_backend
@@ -25,31 +25,6 @@ from dask_aws_magic.core.naming import new_cluster_id
 from dask_aws_magic.core.profiles import load
 from dask_aws_magic.core.registry import ClusterRecord
 from dask_aws_magic.sandbox import Sandbox
-
-
-class BenchContext:
-    """The backend context with no operation around it: nothing cancels, saves go to the registry."""
-
-    cancelled = False
-
-    def __init__(self, record: ClusterRecord) -> None:
-        self.record = record
-
-    def emit(self, stage: str, message: str, done: int | None = None, total: int | None = None) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def save(self, resources: Any) -> None:
-        self.record.resources = resources.to_json()
-        registry.write(self.record)
-
-    def retire(self, worker_names: list[str]) -> None:
-        pass
 
 
 def launch_only(sb: Sandbox, workers: int) -> int:

@@ -50,3 +50,23 @@ def lowest(by_zone: dict[str, float], zones: Iterable[str]) -> float | None:
 
 def source_note() -> str:
     return _table()["note"]
+
+
+# Fargate (Linux, x86_64) in us-east-1, USD: per vCPU-hour and per GB-hour of memory, on-demand and
+# Spot (Spot prices move; these are typical of 2026). Other regions scaled as the EC2 prices are.
+FARGATE = {
+    "on-demand": {"vcpu": 0.04048, "gb": 0.004445},
+    "spot": {"vcpu": 0.01334058, "gb": 0.00146489},
+}
+
+
+def fargate_hourly(vcpus: float, memory_gib: float, region: str, spot: bool = False) -> float:
+    """USD per hour of one Fargate task of ``vcpus`` and ``memory_gib``, on-demand or on Fargate Spot."""
+    rates = FARGATE["spot" if spot else "on-demand"]
+    factor = _table()["region_factor"].get(region, _table()["region_factor"]["default"])
+    return round((vcpus * rates["vcpu"] + memory_gib * rates["gb"]) * factor, 5)
+
+
+def fargate_note() -> str:
+    return ("Fargate list prices for Linux/x86 (USD per vCPU-hour and GB-hour, us-east-1 2026, scaled per "
+            "region; Fargate Spot prices move): an estimate, not a quote")

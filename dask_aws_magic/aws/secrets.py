@@ -75,6 +75,20 @@ def read_secret(sm: Any, name: str) -> dict[str, str]:
     return dict(json.loads(sm.get_secret_value(SecretId=name)["SecretString"]))
 
 
+def client_identity(sm: Any, cluster: str, cluster_id: str, client_secret: str | None) -> dict[str, str]:
+    """The client's identity of a cluster whose record came from elsewhere (tags, another machine): read
+    from its client secret with the caller's credentials, never from what the nodes were given."""
+    from ..core.errors import AwsError
+    from .session import aws
+
+    name = client_secret or client_secret_name(cluster_id)
+    try:
+        with aws(f"reading the client identity of {cluster} (secret {name})"):
+            return read_secret(sm, name)
+    except AwsError as exc:
+        raise AwsError(f"{exc} Connecting to {cluster} needs `secretsmanager:GetSecretValue` on {name}.") from None
+
+
 def allow_roles(sm: Any, name: str, role_arns: list[str]) -> None:
     """Let ``role_arns`` (the roles of instance profiles the profile names) read secret ``name``."""
     policy = {"Version": "2012-10-17", "Statement": [{

@@ -13,6 +13,7 @@ TAG_CLUSTER_ID = "dask-aws-magic:cluster-id"
 TAG_ROLE = "dask-aws-magic:role"
 TAG_PROTOCOL = "dask-aws-magic:protocol"  # tls or tcp, so a cluster found by its tags can be reached
 TAG_OWNER = "dask-aws-magic:owner"  # the ARN of the identity that started the cluster
+TAG_BACKEND = "dask-aws-magic:backend"  # set by backends that share resource kinds (ecs, fargate: security groups)
 
 
 def tag_list(cluster: str, cluster_id: str, role: str | None = None, protocol: str | None = None,

@@ -143,6 +143,9 @@ class Backend(Protocol):
     def discoverable(cls) -> bool:
         """True when asking this backend for clusters makes sense here (AWS: credentials configured)."""
 
+    # Optional: ``check_profile(data, source)`` raises ProfileError on values this backend refuses,
+    # when profiles are loaded (before anything starts).
+
     def plan(self, profile: Profile, name: str) -> Plan: ...
 
     def launch(self, ctx: Context, plan: Plan, record: ClusterRecord) -> Resources:

@@ -14,6 +14,18 @@ DASHBOARD_PORT = 8787
 IDLE_PRELOAD_MODULE = "dask_aws_magic.core.idle_preload"
 
 
+def endpoints(host: str, protocol: str) -> tuple[str, str]:
+    """The scheduler's address and dashboard link on ``host`` (the dashboard speaks HTTPS, with the
+    scheduler's certificate, when the cluster speaks TLS)."""
+    scheme = "https" if protocol == "tls" else "http"
+    return f"{protocol}://{host}:{SCHEDULER_PORT}", f"{scheme}://{host}:{DASHBOARD_PORT}/status"
+
+
+# distributed's settings for an HTTPS dashboard: the variables name the scheduler's certificate and key.
+DASHBOARD_TLS_VARIABLES = ("DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT",
+                           "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__KEY")
+
+
 @dataclass(frozen=True)
 class TLSFiles:
     """Paths of the TLS material on the machine that runs the process."""

@@ -33,6 +33,13 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "worker": {"type": "m6i.large", "count": 2, "spot": True},
         "lifecycle": {"idle_timeout": "30m", "max_lifetime": "8h"},
     },
+    "fargate-small": {
+        "description": "Two Fargate Spot workers (2 vCPU, 8 GiB each), the scheduler on Fargate; works unchanged "
+                       "in the AWS sandbox (`%dask_cluster sandbox start`).",
+        "backend": "fargate",
+        "worker": {"count": 2, "spot": True},
+        "lifecycle": {"idle_timeout": "30m", "max_lifetime": "8h"},
+    },
 }
 SUFFIXES = (".yaml", ".yml", ".json")
 ROLES = ("scheduler", "worker")
@@ -325,6 +332,18 @@ def load(
 DEFAULT_MAX_WORKERS = 100
 
 
+def _backend_checks(data: dict[str, Any], source: str) -> None:
+    """What the profile's backend checks itself (an optional ``check_profile(data, source)``), so that
+    values it would refuse fail here, before anything starts."""
+    from ..backends import available, get_backend
+
+    name = data.get("backend", "local")
+    if name in available():
+        check = getattr(get_backend(name), "check_profile", None)
+        if check is not None:
+            check(data, source)
+
+
 def check_meaning(data: dict[str, Any], source: str) -> None:
     """What the schema cannot say: whole numbers really whole, ranges that open the cluster to others,
     and sizes that are probably typos. One :class:`ProfileError` naming the field and the fix."""
@@ -356,6 +375,7 @@ def check_meaning(data: dict[str, Any], source: str) -> None:
                 "connect to the scheduler and run code on the workers. Keep TLS on, leave `ingress_cidr` out "
                 "(only your own address), or set `network.allow_unauthenticated: true` to accept it."
             )
+    _backend_checks(data, source)
     limit = data.get("limits", {}).get("max_workers", DEFAULT_MAX_WORKERS)
     count = data.get("worker", {}).get("count")
     if isinstance(count, int) and count > limit:

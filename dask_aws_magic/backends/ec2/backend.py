@@ -16,11 +16,11 @@ from ...aws import iam, network, secrets
 from ...aws.scopes import LIST_ATTEMPTS
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
-from ...core.errors import AwsError
 from .. import dask_commands
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
+from ..dask_commands import endpoints
 from . import discovery, instances, placement, planning
-from .model import EC2Resources, endpoints
+from .model import EC2Resources
 
 if TYPE_CHECKING:
     from ...core.profiles import Profile
@@ -206,18 +206,10 @@ class EC2Backend:
 
     def security(self, record: ClusterRecord) -> Any | None:
         model = EC2Resources.from_json(record.resources)
-        if model.tls is None and model.protocol == "tls":
-            # A registry from elsewhere: the client's identity, from the secret only its owner's
-            # account may read (never from user-data, which holds no key).
-            name = model.client_secret or secrets.client_secret_name(record.cluster_id)
+        if model.tls is None and model.protocol == "tls":  # a record from elsewhere
             sm = discovery.scope_of(record).client("secretsmanager")
-            try:
-                with aws(f"reading the client identity of {record.name} (secret {name})"):
-                    model.tls = secrets.read_secret(sm, name)
-            except AwsError as exc:
-                raise AwsError(f"{exc} Connecting to {record.name} needs `secretsmanager:GetSecretValue` on "
-                               f"{name}.") from None
-            record.resources["tls"] = model.tls
+            model.tls = record.resources["tls"] = secrets.client_identity(
+                sm, record.name, record.cluster_id, model.client_secret)
         return model.security()
 
     def alive(self, record: ClusterRecord) -> bool:

@@ -18,6 +18,7 @@ from ...aws.identity import caller_arn
 from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search
 from ...aws.session import default_region
 from ...aws.tags import (
+    TAG_BACKEND,
     TAG_CLUSTER,
     TAG_CLUSTER_ID,
     TAG_OWNER,
@@ -28,8 +29,9 @@ from ...aws.tags import (
 )
 from ...core.errors import DaskAwsMagicError
 from ..base import Discovered, Discovery
+from ..dask_commands import endpoints
 from . import instances
-from .model import EC2Resources, endpoints
+from .model import EC2Resources
 
 if TYPE_CHECKING:
     from ...core.registry import ClusterRecord
@@ -118,6 +120,8 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
         return found[cluster_id]
 
     for inst in instances.describe(ec2, states=instances.LIVE_STATES):
+        if tag_value(inst, TAG_BACKEND) not in (None, backend):
+            continue  # another backend's (ecs: its container instances)
         item, model = entry(inst, inst.get("LaunchTime"))
         if tag_value(inst, TAG_ROLE) != "scheduler":
             model.add_workers([inst])
@@ -129,7 +133,8 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
             if ip:
                 item.scheduler_address, item.dashboard_link = endpoints(ip, model.protocol)
     for group in tagged_security_groups(ec2):
-        entry(group)[1].security_group = group["GroupId"]
+        if tag_value(group, TAG_BACKEND) in (None, backend):
+            entry(group)[1].security_group = group["GroupId"]
     for item, model in found.values():
         item.resources = model.to_json()
     return [item for item, _ in found.values()]

@@ -5,15 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..dask_commands import DASHBOARD_PORT, SCHEDULER_PORT
-
-
-def endpoints(ip: str, protocol: str) -> tuple[str, str]:
-    """The scheduler's address and dashboard link on an instance at ``ip`` (the dashboard speaks
-    HTTPS, with the scheduler's certificate, when the cluster speaks TLS)."""
-    scheme = "https" if protocol == "tls" else "http"
-    return f"{protocol}://{ip}:{SCHEDULER_PORT}", f"{scheme}://{ip}:{DASHBOARD_PORT}/status"
-
 
 @dataclass
 class EC2Resources:

@@ -27,8 +27,7 @@ TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/ca.pem", cert=f"{DIR}/node.pem", k
 IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
 FETCH_SECRET = f"{DIR}/fetch_secret.py"  # likewise the secret fetcher (standard library only)
 # The dashboard speaks HTTPS with the scheduler's certificate (distributed's dashboard TLS settings).
-DASHBOARD_TLS = {"DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT": TLS_FILES.cert,
-                 "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__KEY": TLS_FILES.key}
+DASHBOARD_TLS = dict(zip(dask_commands.DASHBOARD_TLS_VARIABLES, (TLS_FILES.cert, TLS_FILES.key), strict=True))
 # Whether a Python has the wanted versions, from the packages' metadata: importing dask and
 # distributed to ask them would cost the instance a second or two before the scheduler starts. First
 # the installed-package folders by name (a directory listing), then importlib.metadata (~50 ms more)
