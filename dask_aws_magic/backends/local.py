@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import paths
-from ..core.processes import create_time, running, stop_groups
+from ..core.processes import TAG_HOME, create_time, running, stop_groups
 from ..core.profiles import parse_duration, parse_memory
 from . import dask_commands
 from .base import BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 TAG_CLUSTER = "DASK_AWS_MAGIC_CLUSTER"
 TAG_CLUSTER_ID = "DASK_AWS_MAGIC_CLUSTER_ID"
 TAG_ROLE = "DASK_AWS_MAGIC_ROLE"
-TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"
 TAG_OWNER = "DASK_AWS_MAGIC_OWNER"
 
 

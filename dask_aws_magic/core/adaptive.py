@@ -11,14 +11,12 @@ Run as ``python -m dask_aws_magic.core.adaptive NAME MINIMUM MAXIMUM``.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from . import paths
-from .processes import create_time, stop_groups
+from .processes import TAG_HOME, spawn_companion, stop_groups
 
 if TYPE_CHECKING:
     from .registry import ClusterRecord
@@ -26,7 +24,6 @@ if TYPE_CHECKING:
 INTERVAL = 1.0
 ADAPTOR_CLIENT = "dask-aws-magic-adaptor"
 TAG_ADAPTS = "DASK_AWS_MAGIC_ADAPTS_CLUSTER_ID"
-TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"
 MODULE = "dask_aws_magic.core.adaptive"
 # Scale down only after the target has stayed lower for this many checks (avoids flapping).
 DOWN_AFTER = 3
@@ -34,18 +31,8 @@ DOWN_AFTER = 3
 
 def spawn(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
     """Start the adaptor process of ``record``; return its process info for the record."""
-    env = dict(os.environ)
-    env.update({TAG_ADAPTS: record.cluster_id, TAG_HOME: str(paths.home().resolve())})
-    folder = paths.logs_dir() / record.name
-    paths.ensure_home()
-    folder.mkdir(mode=0o700, exist_ok=True)
-    with paths.private_file(folder / "adaptor.log") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, record.name, str(minimum), str(maximum)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, close_fds=True, umask=0o077,
-        )
-    return {"pid": proc.pid, "started": create_time(proc.pid)}
+    return spawn_companion(record.cluster_id, record.name, MODULE, [record.name, str(minimum), str(maximum)],
+                           TAG_ADAPTS, "adaptor.log")
 
 
 def find(cluster_id: str) -> dict[str, Any] | None:

@@ -8,6 +8,8 @@ import signal
 import time
 from typing import Any
 
+TAG_HOME = "DASK_AWS_MAGIC_TAG_HOME"  # the home of a cluster's companion processes, in their environment
+
 GRACE = 5.0
 
 
@@ -72,3 +74,25 @@ def reap(processes: list[dict[str, Any]]) -> None:
     for info in processes:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(info["pid"], os.WNOHANG)
+
+
+def spawn_companion(cluster_id: str, cluster: str, module: str, args: list[str], tag: str,
+                    log_name: str) -> dict[str, Any]:
+    """Start ``python -m module args`` detached beside a cluster (the adaptor, the Spot keeper):
+    its environment carries ``tag`` = the cluster's id and this home, so it is found even when the
+    record is gone; it logs privately into the cluster's log folder. Its process info for the record."""
+    import subprocess
+    import sys
+
+    from . import paths
+
+    env = dict(os.environ)
+    env.update({tag: cluster_id, TAG_HOME: str(paths.home().resolve())})
+    folder = paths.logs_dir() / cluster
+    paths.ensure_home()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    with paths.private_file(folder / log_name) as log:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True, close_fds=True,
+                                umask=0o077)
+    return {"pid": proc.pid, "started": create_time(proc.pid)}

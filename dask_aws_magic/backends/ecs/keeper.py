@@ -10,8 +10,6 @@ Run as ``python -m dask_aws_magic.backends.ecs.keeper NAME CLUSTER_ID``.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -27,20 +25,10 @@ TAG_KEEPS = "DASK_AWS_MAGIC_KEEPS_CLUSTER_ID"
 
 def spawn(record: ClusterRecord) -> dict[str, Any]:
     """Start the keeper of ``record``; its process info for the model."""
-    from ...core import paths
-    from ...core.adaptive import TAG_HOME
-    from ...core.processes import create_time
+    from ...core.processes import spawn_companion
 
-    env = dict(os.environ)
-    env.update({TAG_KEEPS: record.cluster_id, TAG_HOME: str(paths.home().resolve())})
-    folder = paths.logs_dir() / record.name
-    paths.ensure_home()
-    folder.mkdir(mode=0o700, exist_ok=True)
-    with paths.private_file(folder / "spot-keeper.log") as log:
-        proc = subprocess.Popen([sys.executable, "-m", MODULE, record.name, record.cluster_id],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, close_fds=True, umask=0o077)
-    return {"pid": proc.pid, "started": create_time(proc.pid)}
+    return spawn_companion(record.cluster_id, record.name, MODULE, [record.name, record.cluster_id], TAG_KEEPS,
+                           "spot-keeper.log")
 
 
 def stop(info: dict[str, Any]) -> None:
