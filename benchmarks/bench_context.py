@@ -1,4 +1,4 @@
-"""What the call-counting benchmarks share: a backend context with no operation around it."""
+"""What the benchmarks share: a backend context with no operation around it, and timing our `up`."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ class BenchContext:
 
     def retire(self, worker_names: list[str]) -> None:
         pass
+
+
+def time_ours(workers: int, profile: str = "bench") -> float:
+    """Seconds from `dask_aws_magic.up` to a ready client with every worker joined (then `down`)."""
+    import dask_aws_magic as dam
+
+    start = time.perf_counter()
+    handle = dam.up(profile, workers=workers, wait_workers=workers, progress=False)
+    elapsed = time.perf_counter() - start
+    handle.down()
+    return elapsed

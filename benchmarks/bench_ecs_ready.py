@@ -25,8 +25,8 @@ import tempfile
 import time
 
 import boto3
+from bench_context import time_ours  # this folder is on sys.path when run as a script
 
-import dask_aws_magic as dam
 from dask_aws_magic.aws.tls import ClusterMaterial, client_security, new_cluster_material
 from dask_aws_magic.backends.dask_commands import SCHEDULER_PORT
 from dask_aws_magic.sandbox import Sandbox
@@ -138,14 +138,6 @@ def bare(setup: Bare, workers: int, scheduler_first: bool) -> float:
     return elapsed
 
 
-def ours(workers: int) -> float:
-    start = time.perf_counter()
-    handle = dam.up("bench", workers=workers, wait_workers=workers, progress=False)
-    elapsed = time.perf_counter() - start
-    handle.down()
-    return elapsed
-
-
 def main() -> None:
     delay = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -157,13 +149,13 @@ def main() -> None:
     with Sandbox(boot_delay=delay) as sb:
         setup = Bare(new_cluster_material("bare"))
         bare(setup, 1, scheduler_first=False)  # warm: moto's models, imports
-        ours(1)
+        time_ours(1)
         print(f"start delay {delay:g} s per task, median of {rounds} rounds (TLS on in every column)")
         for workers in (2, 4):
             low, mine, seq = [], [], []
             for _ in range(rounds):  # interleaved, so a busy moment of the machine hits every column
                 low.append(bare(setup, workers, scheduler_first=False))
-                mine.append(ours(workers))
+                mine.append(time_ours(workers))
                 seq.append(bare(setup, workers, scheduler_first=True))
             lb, m, s = statistics.median(low), statistics.median(mine), statistics.median(seq)
             print(f"{workers} workers: bare {lb:5.2f} s | ours {m:5.2f} s (ratio {m / lb:4.2f}, target <= 1.15) "
