@@ -142,6 +142,7 @@ class TaskEmulator:
         from moto.ecs.models import EC2ContainerServiceBackend
 
         original_run = EC2ContainerServiceBackend.run_task
+        original_stop = EC2ContainerServiceBackend.stop_task
         emulator = self
 
         def run_task(backend: Any, *args: Any, **kwargs: Any) -> Any:
@@ -150,7 +151,12 @@ class TaskEmulator:
                 emulator._register(backend, task)
             return tasks
 
+        def stop_task(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            with emulator._lock:  # never between a starting task's check and its RUNNING
+                return original_stop(backend, *args, **kwargs)
+
         self._patches.set(EC2ContainerServiceBackend, "run_task", run_task)
+        self._patches.set(EC2ContainerServiceBackend, "stop_task", stop_task)
 
     def _register(self, backend: Any, task: Any) -> None:
         with self._lock:
@@ -284,10 +290,13 @@ class TaskEmulator:
         env.update(environment)
         record.process = spawn(argv, home, env, record.console_path)
         record.phase = "running"
-        task.last_status = "RUNNING"
-        task.started_at = task.pull_started_at = task.pull_stopped_at = _now()
-        for item in task.containers:
-            item.last_status = "RUNNING"
+        with self._lock:  # StopTask holds it too (see _patch_moto)
+            if task.desired_status == "STOPPED":
+                return  # stopped while it started: as on ECS, a stopped task never reports RUNNING again
+            task.last_status = "RUNNING"
+            task.started_at = task.pull_started_at = task.pull_stopped_at = _now()
+            for item in task.containers:
+                item.last_status = "RUNNING"
 
     def _pullable(self, image: str, backend: Any) -> bool:
         if image in self.images or image.startswith(PUBLIC_IMAGES):
