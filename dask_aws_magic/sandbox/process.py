@@ -28,7 +28,9 @@ def descendants():
             stat = open(f"/proc/{entry}/stat").read()
         except OSError:
             continue
-        parents.setdefault(int(stat[stat.rfind(")") + 2 :].split()[1]), []).append(int(entry))
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [os.getpid()]
     while todo:
         for child in parents.get(todo.pop(), []):
@@ -37,11 +39,21 @@ def descendants():
     return found
 
 def kill_everything(*_):
+    # Again until none is left: a process may fork (or setsid) between one look and the kill.
     try:
-        for pid in descendants():
+        for _ in range(200):
+            found = descendants()
+            if not found:
+                break
+            for pid in found:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
                 pass
     finally:
         os.killpg(0, signal.SIGKILL)
