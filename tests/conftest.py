@@ -50,6 +50,20 @@ def home(tmp_path, monkeypatch):
     assert not leftovers, f"processes left running: {[p.pid for p in leftovers]}"
 
 
+def assert_refuses_strangers(address: str) -> None:
+    """A TLS scheduler at ``address`` lets in no client without a certificate its own CA signed: not
+    one with another cluster's identity, not one without TLS."""
+    from distributed import Client
+
+    from dask_aws_magic.aws.tls import client_security, new_cluster_material
+
+    other = new_cluster_material("stranger")
+    stranger = client_security(other.ca, other.client.cert, other.client.key)
+    for target, security in ((address, stranger), (address.replace("tls://", "tcp://"), None)):
+        with pytest.raises(OSError):  # distributed's "Timed out trying to connect" after the refusal
+            Client(target, security=security, timeout=3)
+
+
 def assert_private(home) -> None:
     """Everything under the home is this user's alone: folders 0700, files 0600."""
     import stat

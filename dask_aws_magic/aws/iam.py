@@ -3,7 +3,10 @@ need, deleted by ``down``. Roles live under one path, so leftovers are easy to f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..core.errors import LaunchError
@@ -102,21 +105,22 @@ def refused(exc: BaseException) -> bool:
     return error_code(exc) in REFUSED
 
 
-def refused_action(exc: BaseException, default: str) -> str:
-    """The IAM action AWS named in a refusal (``iam:CreateRole``, ...), else ``default``."""
-    import re
+@contextlib.contextmanager
+def permission_needed(doing: str, option: str, instead: str) -> Iterator[None]:
+    """Turn AWS refusing an IAM action (CreateRole, PassRole, ...) inside the block into an error that
+    names the missing permission and the profile ``option`` that does without it (``instead``
+    says what setting it does)."""
+    import botocore.exceptions
 
-    found = re.search(r"\b(iam:[A-Za-z]+)", str(exc))
-    return found.group(1) if found else default
-
-
-def missing_permission(exc: BaseException, action: str, doing: str, option: str) -> LaunchError:
-    """The error for a refused IAM action: which permission is missing, and the profile option that
-    does without it."""
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "")
-    return LaunchError(
-        f"AWS refused {action} while {doing}: your identity lacks the `{action}` permission ({message}). "
-        f"Ask for it to be granted, or set `{option}` in the profile to an instance profile that already "
-        "exists: dask-aws-magic then lets that profile's role read the cluster's secret instead of creating "
-        "a role."
-    )
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        found = re.search(r"\b(iam:[A-Za-z]+)", str(exc))
+        if not (refused(exc) and found):  # another refusal (not IAM's) keeps its own explanation
+            raise
+        action = found.group(1)
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise LaunchError(
+            f"AWS refused {action} while {doing}: your identity lacks the `{action}` permission ({message}). "
+            f"Ask for it to be granted, or set `{option}` in the profile: {instead}."
+        ) from None

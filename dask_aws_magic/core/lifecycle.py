@@ -242,8 +242,8 @@ def _ready_message(record: ClusterRecord) -> str:
 
 def _import_client_library_meanwhile() -> threading.Thread | None:
     """Import distributed in a thread while the cluster boots, so the first probe does not wait.
-    Join the thread before using distributed here: two threads importing its modules at once can
-    meet a partially initialised one."""
+    Nothing here uses distributed while the thread runs: two threads importing its modules at once
+    can meet a partially initialised one."""
     if "distributed" in sys.modules:
         return None
     thread = threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True)
@@ -269,21 +269,24 @@ def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float,
                         importing: threading.Thread | None = None) -> None:
     """Ask the backend for news every ``poll_interval``; probe the scheduler in between."""
     record = ctx.record
-    seen, next_poll, security = Poll(), 0.0, None
+    seen, next_poll, security, secured = Poll(), 0.0, None, False
     while True:
         if time.monotonic() >= next_poll:
             seen, next_poll = _poll(ctx, backend), time.monotonic() + backend.defaults.poll_interval
             ctx.emit("boot", seen.message, seen.done, seen.total)
             if seen.address and seen.address != record.scheduler_address:
-                if importing is not None:
-                    importing.join()  # the probe and the security below use distributed
                 record.scheduler_address, record.dashboard_link = seen.address, seen.dashboard
                 registry.write(record)
-                security = security_of(record)
+                secured = False
                 ctx.emit("connect", f"connecting to the scheduler at {seen.address}")
-        if seen.address and identity(seen.address, security, timeout=2.0) is not None:
-            ctx.emit("connect", f"scheduler answers at {seen.address}")
-            return
+        # The probe uses distributed: not while the background import of it still runs (two threads
+        # importing its modules at once can meet a partially initialised one); polling goes on.
+        if seen.address and (importing is None or not importing.is_alive()):
+            if not secured:
+                security, secured = security_of(record), True
+            if identity(seen.address, security, timeout=2.0) is not None:
+                ctx.emit("connect", f"scheduler answers at {seen.address}")
+                return
         if time.monotonic() > deadline:
             raise WaitTimeout(f"last state: {seen.message or 'nothing reported'}")
         ctx.sleep(PROBE_INTERVAL)

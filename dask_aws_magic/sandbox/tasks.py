@@ -429,7 +429,9 @@ class TaskEmulator:
         registered = self._agents.get(instance.id)
         if registered is None and instance.state == "running":
             match = ECS_CLUSTER_LINE.search(decode_user_data(instance.user_data) or b"")
-            if match and match.group(1).decode() in ecs.clusters:
+            if match is None:
+                self._agents[instance.id] = ""  # no ECS agent on it: never looked at again
+            elif match.group(1).decode() in ecs.clusters:
                 found = ecs.register_container_instance(match.group(1).decode(), instance.id)
                 _size_from_instance_type(found, instance)
                 self._agents[instance.id] = f"{match.group(1).decode()}|{found.container_instance_arn}"

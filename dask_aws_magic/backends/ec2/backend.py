@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 RUNNING = ("pending", "running")
 PROFILE_PROPAGATION = 60.0  # seconds a new instance profile may take to be usable by RunInstances
 PROFILE_OPTION = "instance.iam_instance_profile"
+PROFILE_INSTEAD = ("an instance profile that already exists; no role is created, and that profile's role may "
+                   "read the cluster's secret")
 
 
 def _ec2(record: ClusterRecord) -> Any:
@@ -106,8 +108,6 @@ class EC2Backend:
                        tags: list[dict[str, str]]) -> None:
         """Who may read the nodes' secret: a role made for the cluster, or the role of each instance
         profile the profile names (granted through the secret's resource policy)."""
-        import botocore.exceptions
-
         roles = record.settings["roles"]
         doing = f"giving the instances of {record.name} a role"
         client = discovery.scope_of(record).client("iam")
@@ -121,18 +121,12 @@ class EC2Backend:
             return
         name = iam.role_name(record.cluster_id)
         policy = iam.secret_read_policy(str(model.node_secret))
-        with aws(doing):
-            try:
-                iam.create_role(client, name, "ec2.amazonaws.com", policy, tags,
-                                f"dask-aws-magic cluster {record.name}: reads its node secret")
-                model.role = name
-                ctx.save(model)
-                iam.create_instance_profile(client, name, tags)
-            except botocore.exceptions.ClientError as exc:
-                if iam.refused(exc):
-                    action = iam.refused_action(exc, "iam:CreateRole")
-                    raise iam.missing_permission(exc, action, doing, PROFILE_OPTION) from None
-                raise
+        with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):
+            iam.create_role(client, name, "ec2.amazonaws.com", policy, tags,
+                            f"dask-aws-magic cluster {record.name}: reads its node secret")
+            model.role = name
+            ctx.save(model)
+            iam.create_instance_profile(client, name, tags)
         ctx.check()
 
     def _run(self, ctx: Context, ec2: Any, record: ClusterRecord, model: EC2Resources, role: str,
@@ -152,7 +146,7 @@ class EC2Backend:
         # Retries within this call share tokens; a later `scale` must not.
         token = f"{record.cluster_id}-{uuid.uuid4().hex[:8]}-{role}"
         deadline = time.monotonic() + PROFILE_PROPAGATION
-        with aws(doing):
+        with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):  # iam:PassRole
             while True:
                 try:
                     launched = instances.run(ec2, call, count, spot=bool(cfg.get("spot")) and role == "worker",
@@ -161,8 +155,6 @@ class EC2Backend:
                                              cancelled=lambda: ctx.cancelled)
                     break
                 except botocore.exceptions.ClientError as exc:
-                    if iam.refused(exc) and "PassRole" in str(exc):
-                        raise iam.missing_permission(exc, "iam:PassRole", doing, PROFILE_OPTION) from None
                     # IAM is eventually consistent: a new instance profile may be unknown to EC2 for seconds.
                     if not (model.role and instances.profile_not_ready(exc) and time.monotonic() < deadline):
                         raise

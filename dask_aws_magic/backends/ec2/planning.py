@@ -140,7 +140,7 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
 
 
 def _software(software: dict[str, Any]) -> dict[str, Any]:
-    """What the instances run: this kernel's Python and dask unless the profile pins others (read
+    """What the machines run (instances, tasks): this kernel's Python and dask unless the profile pins others (read
     from the installed packages' metadata: importing distributed here would cost a second)."""
     from importlib.metadata import version
 

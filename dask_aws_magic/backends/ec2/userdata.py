@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 
 from .. import dask_commands
@@ -76,6 +77,7 @@ class NodeSpec:
     death_timeout: float = 120.0
 
 
+@cache
 def _compact(module: str) -> str:
     """A module of the package as short source for user-data: its docstrings and comments dropped."""
     import ast

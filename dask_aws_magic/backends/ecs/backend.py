@@ -142,16 +142,11 @@ class _ECSTasks:
             partition = infra.arn_partition(record.owner or "arn:aws")
             log_arn = f"arn:{partition}:logs:{s['region']}:{account}:log-group:{model.log_group}"
             policy = infra.execution_policy(log_arn, model.node_secret)
-            try:
+            with iam.permission_needed(doing, "ecs.execution_role", "a task execution role that already exists "
+                                       "(name or ARN); no role is created"):
                 model.execution_role = iam.create_role(
                     client, iam.role_name(record.cluster_id, "execution"), "ecs-tasks.amazonaws.com", policy, tags,
                     f"dask-aws-magic cluster {record.name}: ECS task execution (image, logs, its secret)")
-            except Exception as exc:
-                if iam.refused(exc):
-                    raise iam.missing_permission(exc, iam.refused_action(exc, "iam:CreateRole"), doing,
-                                                 "ecs.execution_role") from None
-                raise
-            model.created_execution_role = True
             ctx.save(model)
         ctx.check()
 

@@ -23,7 +23,6 @@ class ECSResources:
     log_group: str | None = None
     keep_logs: bool = False
     execution_role: str | None = None  # ARN
-    created_execution_role: bool = False
     security_group: str | None = None
     node_secret: str | None = None  # ARN
     client_secret: str | None = None  # ARN

@@ -4,7 +4,6 @@ and the settings :mod:`.backend` launches from. Planning creates nothing."""
 from __future__ import annotations
 
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from ...core.profiles import parse_duration, parse_memory
 from .. import dask_commands
 from ..base import Plan, PlannedResource
 from ..ec2 import placement
-from ..ec2.planning import _where
+from ..ec2.planning import _software, _where  # the same region and software rules as EC2
 from . import images, sizes
 
 if TYPE_CHECKING:
@@ -49,17 +48,6 @@ def _strategy(ecs: dict[str, Any], role: str, spot: bool, fargate: bool) -> list
     if fargate:
         return [{"capacityProvider": "FARGATE_SPOT" if spot else "FARGATE", "weight": 1, "base": 0}]
     return None
-
-
-def _software(software: dict[str, Any]) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {
-        "python": software.get("python", f"{sys.version_info.major}.{sys.version_info.minor}"),
-        "dask": software.get("dask", version("dask")),
-        "distributed": software.get("dask", version("distributed")),
-        "pip": software.get("pip", []), "image": software.get("image"), "env": software.get("env", {}),
-    }
 
 
 def _instances_needed(tasks: list[tuple[float, int]], cpu: int, memory: int) -> int:
