@@ -1,7 +1,9 @@
-"""Make moto's AWS-managed IAM policies cheap enough to load on every sandbox start."""
+"""IAM in the sandbox: AWS-managed policies cheap enough to load on every start, and Secrets Manager
+calls checked against the secret they name and its resource policy, as AWS does."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from functools import cache
 from typing import Any
@@ -52,3 +54,98 @@ def patch_secret_resources(patches: Patches) -> None:
         return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
 
     patches.set(SecretsManagerResponse, "_determine_resource", _determine_resource)
+
+
+def patch_secret_policies(patches: Patches) -> None:
+    """With IAM enforced, check Secrets Manager calls against the secret's resource policy too, as AWS
+    does within an account: an explicit Deny there refuses the call whatever the caller's own policies
+    allow; an Allow naming the caller grants it. moto reads identity policies only."""
+    from moto.iam.access_control import IAMPolicy, IAMRequest, PermissionResult
+    from moto.secretsmanager.models import secretsmanager_backends
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    class SecretRequest(IAMRequest):
+        def check_action_permitted(self, resource: str) -> None:
+            decision = PermissionResult.NEUTRAL
+            region = resource.split(":")[3] if resource.count(":") >= 5 else self._region
+            backend = secretsmanager_backends[self.account_id][region]
+            secret = next((s for s in list(backend.secrets.values()) if s.arn == resource), None)
+            if secret is not None and secret.policy:
+                decision = resource_policy_decision(json.loads(secret.policy), self._action,
+                                                    self._principal_arn(), self.account_id)
+            if decision == PermissionResult.DENIED:
+                self._raise_access_denied()
+            if decision == PermissionResult.PERMITTED:
+                for document in self._access_key.collect_policies():  # its own explicit Deny still wins
+                    if IAMPolicy(document).is_action_permitted(self._action, resource) == PermissionResult.DENIED:
+                        self._raise_access_denied()
+                return
+            super().check_action_permitted(resource)
+
+        def _principal_arn(self) -> str:
+            """``aws:PrincipalArn``: a user's ARN, or for a role's session the role's (with its path)."""
+            role = getattr(self._access_key, "_owner_role_name", None)
+            if role is None:
+                return str(self._access_key.arn)
+            return str(self.backend.get_role(role).arn)
+
+    def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") -> None:
+        self._authenticate_and_authorize_action(SecretRequest, resource)
+
+    patches.set(SecretsManagerResponse, "_authenticate_and_authorize_normal_action",
+                _authenticate_and_authorize_normal_action)
+
+
+CONDITIONS = {  # operator -> (compare one value with one pattern, negated)
+    "StringEquals": (lambda value, pattern: value == pattern, False),
+    "StringNotEquals": (lambda value, pattern: value == pattern, True),
+    "StringLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), False),
+    "StringNotLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), True),
+    "ArnEquals": (lambda value, pattern: value == pattern, False),
+    "ArnNotEquals": (lambda value, pattern: value == pattern, True),
+    "ArnLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), False),
+    "ArnNotLike": (lambda value, pattern: fnmatch.fnmatchcase(value, pattern), True),
+}
+
+
+def resource_policy_decision(document: dict[str, Any], action: str, principal: str, account: str) -> Any:
+    """DENIED if a statement denies ``action`` to ``principal``, else PERMITTED if one allows it, else
+    NEUTRAL. Conditions on ``aws:PrincipalArn`` and ``aws:PrincipalAccount`` are evaluated; a policy
+    using any other raises, so a test never passes on a condition the sandbox ignored."""
+    from moto.iam.access_control import PermissionResult
+
+    context = {"aws:principalarn": principal, "aws:principalaccount": account}
+    statements = document.get("Statement") or []
+    decision = PermissionResult.NEUTRAL
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action", [])
+        if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _listed(actions)):
+            continue
+        principals = _listed((statement.get("Principal") or {}).get("AWS", []))
+        named = "*" in principals or principal in principals
+        whole_account = any(p in (account, f"arn:aws:iam::{account}:root") for p in principals)
+        if not (named or whole_account) or not _conditions_hold(statement.get("Condition") or {}, context):
+            continue
+        if statement.get("Effect") == "Deny":
+            return PermissionResult.DENIED
+        if named:  # an Allow for the whole account only defers to the caller's own policies
+            decision = PermissionResult.PERMITTED
+    return decision
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _conditions_hold(conditions: dict[str, Any], context: dict[str, str]) -> bool:
+    for operator, tests in conditions.items():
+        if operator not in CONDITIONS:
+            raise NotImplementedError(f"the sandbox does not evaluate the condition operator {operator}")
+        compare, negated = CONDITIONS[operator]
+        for key, patterns in tests.items():
+            if key.lower() not in context:
+                raise NotImplementedError(f"the sandbox does not know the condition key {key}")
+            matched = any(compare(context[key.lower()], p) for p in _listed(patterns))
+            if matched == negated:
+                return False
+    return True
