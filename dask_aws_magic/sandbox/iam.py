@@ -83,16 +83,35 @@ def patch_secret_policies(patches: Patches) -> None:
             super().check_action_permitted(resource)
 
         def _principal_arn(self) -> str:
-            """``aws:PrincipalArn``: a user's ARN, or for a role's session the role's (with its path)."""
+            """``aws:PrincipalArn``: a user's ARN, or for a role's session the role's (with their paths)."""
             role = getattr(self._access_key, "_owner_role_name", None)
-            if role is None:
-                return str(self._access_key.arn)
-            return str(self.backend.get_role(role).arn)
+            if role is not None:
+                return str(self.backend.get_role(role).arn)
+            return str(self.backend.get_user(self._access_key._owner_user_name).arn)
 
     def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") -> None:
         self._authenticate_and_authorize_action(SecretRequest, resource)
 
     patches.set(SecretsManagerResponse, "_authenticate_and_authorize_normal_action",
+                _authenticate_and_authorize_normal_action)
+
+
+def patch_tagging_actions(patches: Patches) -> None:
+    """With IAM enforced, name the Resource Groups Tagging API's actions as IAM does (``tag:GetResources``):
+    moto takes the prefix from the signing name (``tagging``), which no policy (ReadOnlyAccess included)
+    mentions, so every caller would be refused what AWS allows."""
+    from moto.iam.access_control import IAMRequest
+    from moto.resourcegroupstaggingapi.responses import ResourceGroupsTaggingAPIResponse
+
+    class TaggingRequest(IAMRequest):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._action = "tag:" + self._action.split(":", 1)[1]
+
+    def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") -> None:
+        self._authenticate_and_authorize_action(TaggingRequest, resource)
+
+    patches.set(ResourceGroupsTaggingAPIResponse, "_authenticate_and_authorize_normal_action",
                 _authenticate_and_authorize_normal_action)
 
 
