@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -39,14 +40,25 @@ def api(home, jp_fetch, jp_asyncio_loop):  # noqa: F811
             body = json.dumps(body)
         if method in ("POST", "PATCH") and body is None:
             body = ""
-        answer = jp_asyncio_loop.run_until_complete(
-            jp_fetch(API, path, method=method, body=body, raise_error=False, **kwargs))
+        answer = fetch(path, method=method, body=body, **kwargs)
         text = answer.body.decode()
         if answer.headers.get("Content-Type", "").startswith("application/json") and text:
             return answer.code, json.loads(text)
         return answer.code, text
 
+    def fetch(path: str, **kwargs):
+        """A request to the API that follows the server's redirects within it (pytest-jupyter's client
+        cannot follow them itself)."""
+        kwargs.setdefault("raise_error", False)
+        answer = jp_asyncio_loop.run_until_complete(jp_fetch(API, path, follow_redirects=False, **kwargs))
+        if answer.code in (301, 302, 303, 307, 308):
+            location = urllib.parse.urlsplit(answer.headers["Location"])
+            kwargs["params"] = dict(urllib.parse.parse_qsl(location.query))
+            return fetch(urllib.parse.unquote(location.path.split(f"/{API}/", 1)[1]), **kwargs)
+        return answer
+
     call.loop = jp_asyncio_loop
+    call.fetch = fetch
     return call
 
 
@@ -253,44 +265,85 @@ def test_both_extensions_are_installed_enabled_and_ok():
     assert "enabled" in row and "OK" in row, lab.stdout + lab.stderr
 
 
-@pytest.fixture
-def tls_dashboard(home, tmp_path, jp_asyncio_loop, monkeypatch):  # noqa: F811
-    """A stand-in for a TLS cluster's dashboard (HTTPS and a websocket echo, client certificates
-    required) and the record of its cluster; the proxy gets the cluster's ``Security``."""
+class Upstream:
+    """A stand-in for a cluster's dashboard (a page, a websocket echo) that records what it was sent."""
+
+    def __init__(self, loop, context=None, answer_headers=None):
+        import tornado.web
+        import tornado.websocket
+
+        self.seen: list[dict] = []
+        upstream = self
+
+        class Page(tornado.web.RequestHandler):
+            def get(self):
+                upstream.seen.append({"path": self.request.path, "query": self.request.query,
+                                      "headers": dict(self.request.headers)})
+                for key, value in (answer_headers or {}).items():
+                    self.set_header(key, value)
+                self.write(f"<html><title>Dask: {self.request.path}?{self.request.query}</title></html>")
+
+        class Echo(tornado.websocket.WebSocketHandler):
+            def check_origin(self, origin):
+                return True
+
+            def open(self):
+                upstream.seen.append({"path": self.request.path, "query": self.request.query,
+                                      "headers": dict(self.request.headers)})
+
+            def on_message(self, message):
+                self.write_message(f"echo {message}")
+
+        app = tornado.web.Application([(r"/status/ws", Echo), (r"/.*", Page)])
+        self.server = loop.run_until_complete(_listen(app, context))
+        self.port = next(iter(self.server._sockets.values())).getsockname()[1]
+        self.scheme = "https" if context is not None else "http"
+
+    @property
+    def link(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}/status"
+
+
+def _tls_material(tmp_path, name):
+    """A cluster CA and its identities (``aws.tls``), as files the dashboard serves with."""
+    from dask_aws_magic.aws.tls import new_cluster_material
+
+    material = new_cluster_material(name)
+    folder = tmp_path / name
+    folder.mkdir()
+    files = {"ca.pem": material.ca, "scheduler.pem": material.scheduler.cert, "scheduler.key": material.scheduler.key,
+             "client.pem": material.client.cert, "client.key": material.client.key}
+    for filename, text in files.items():
+        (folder / filename).write_text(text)
+    return folder
+
+
+def _serving_context(folder, require_client=True):
     import ssl
 
-    import tornado.web
-    import tornado.websocket
-    from distributed.security import Security
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(folder / "ca.pem"))
+    context.load_cert_chain(folder / "scheduler.pem", folder / "scheduler.key")
+    if require_client:
+        context.verify_mode = ssl.CERT_REQUIRED  # as the cluster's own client, or not at all
+    return context
 
+
+@pytest.fixture
+def tls_dashboard(home, tmp_path, jp_asyncio_loop):  # noqa: F811
+    """A stand-in for a TLS cluster's dashboard (HTTPS with a certificate of the cluster's CA, client
+    certificates required) and the record of its cluster (a local one: its TLS folder holds the CA and
+    the client's identity, as `up` writes it)."""
     from dask_aws_magic.core.registry import ClusterRecord
-    from dask_aws_magic.serverext import proxy
 
-    security = Security.temporary()
-    for name, text in (("cert.pem", security.tls_scheduler_cert), ("key.pem", security.tls_scheduler_key),
-                       ("ca.pem", security.tls_ca_file)):
-        (tmp_path / name).write_text(text)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.pem"))
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    context.verify_mode = ssl.CERT_REQUIRED  # as the cluster's own client, or not at all
-
-    class Page(tornado.web.RequestHandler):
-        def get(self):
-            self.write(f"<html><title>Dask: {self.request.path}?{self.request.query}</title></html>")
-
-    class Echo(tornado.websocket.WebSocketHandler):
-        def on_message(self, message):
-            self.write_message(f"echo {message}")
-
-    app = tornado.web.Application([(r"/status/ws", Echo), (r"/.*", Page)])
-    server = jp_asyncio_loop.run_until_complete(_listen(app, context))
-    port = next(iter(server._sockets.values())).getsockname()[1]
+    folder = _tls_material(tmp_path, "secure")
+    upstream = Upstream(jp_asyncio_loop, _serving_context(folder))
     record = ClusterRecord(name="secure", cluster_id="dam-0123456789ab", backend="local", profile="local",
-                           status="running", dashboard_link=f"https://127.0.0.1:{port}/status")
+                           status="running", dashboard_link=upstream.link,
+                           resources={"run_dir": str(tmp_path), "tls_dir": str(folder)})
     registry.write(record)
-    monkeypatch.setattr(proxy, "security_of", lambda found: security)
-    yield record
-    server.stop()
+    upstream.record = record
+    yield upstream
+    upstream.server.stop()
     registry.remove("secure")
 
 
@@ -314,3 +367,140 @@ def test_the_dashboard_of_a_tls_cluster_is_reached_as_its_client(api, tls_dashbo
         return answer
 
     assert api.loop.run_until_complete(talk()) == "echo hello"
+
+
+JUPYTER_SECRETS = {"Cookie": "username-127-0-0-1=jupyter-login-cookie; _xsrf=jupyter-xsrf-cookie",
+                   "X-XSRFToken": "jupyter-xsrf-header", "Origin": "http://127.0.0.1:8888",
+                   "Referer": "http://127.0.0.1:8888/lab?token=jupyter-token-in-referer"}
+
+
+def test_the_upstream_gets_none_of_jupyters_credentials(api, tls_dashboard, jp_auth_header):  # noqa: F811
+    token = jp_auth_header["Authorization"].split()[-1]
+    answer = api.fetch("dashboard/secure/status", params={"token": token, "_xsrf": "q", "workers": "1"},
+                       headers={**JUPYTER_SECRETS, "Accept": "text/html"})
+    assert answer.code == 200 and b"Dask: /status" in answer.body
+    assert "/~" in answer.effective_url  # redirected to the capability path, which the browser keeps using
+    [request] = tls_dashboard.seen
+    assert request["query"] == "workers=1"  # the page's own arguments, never Jupyter's token
+    sent = {k.lower(): v for k, v in request["headers"].items()}
+    assert sent["accept"] == "text/html"
+    for header in ("cookie", "authorization", "x-xsrftoken", "referer", "origin", "x-forwarded-for"):
+        assert header not in sent, (header, sent)
+    everything = json.dumps(request)
+    for secret in (token, "jupyter-login-cookie", "jupyter-xsrf", "jupyter-token-in-referer"):
+        assert secret not in everything
+
+
+def test_every_proxied_page_is_sandboxed_and_cannot_set_jupyters_cookies(api, home, tmp_path, jp_asyncio_loop):
+    from dask_aws_magic.core.registry import ClusterRecord
+
+    folder = _tls_material(tmp_path, "hostile")
+    upstream = Upstream(jp_asyncio_loop, _serving_context(folder, require_client=False), answer_headers={
+        "Set-Cookie": "username-127-0-0-1=forged; Path=/", "Clear-Site-Data": '"cookies", "storage"',
+        "Content-Security-Policy": "default-src *", "Access-Control-Allow-Origin": "*",
+        "Service-Worker-Allowed": "/"})
+    registry.write(ClusterRecord(name="hostile", cluster_id="dam-00000000000a", backend="local", profile="local",
+                                 status="running", dashboard_link=upstream.link,
+                                 resources={"run_dir": str(tmp_path), "tls_dir": str(folder)}))
+    try:
+        code, page = api("GET", "dashboard/hostile/status")
+        assert code == 200 and "Dask" in page
+        entry = api.fetch("dashboard/hostile/status")
+        capability_path = urllib.parse.unquote(entry.effective_url.split(f"/{API}/", 1)[1])
+        answer = api.fetch(capability_path, headers={"Authorization": "", "Origin": "null"})  # as the browser
+        assert answer.code == 200
+        policies = answer.headers.get_list("Content-Security-Policy")
+        assert any(p.startswith("sandbox") and "allow-scripts" in p for p in policies), policies
+        assert not any("allow-same-origin" in p for p in policies), policies
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        for header in ("Set-Cookie", "Clear-Site-Data", "Access-Control-Allow-Origin", "Service-Worker-Allowed"):
+            assert header not in answer.headers, header
+    finally:
+        upstream.server.stop()
+
+
+def test_the_capability_opens_one_clusters_dashboard_and_nothing_else(api, tls_dashboard, tmp_path):  # noqa: F811
+    from dask_aws_magic.core.registry import ClusterRecord
+
+    answer = api.fetch("dashboard/secure/status")
+    capability_path = urllib.parse.unquote(answer.effective_url.split(f"/{API}/", 1)[1])  # dashboard/secure/~CAP/...
+    cap = capability_path.split("/")[2]
+    registry.write(ClusterRecord(name="other", cluster_id="dam-00000000000b", backend="local", profile="local",
+                                 status="running", dashboard_link=tls_dashboard.link,
+                                 resources={**tls_dashboard.record.resources, "run_dir": str(tmp_path / "o")}))
+
+    def bare(path, **params):  # no token, no cookie, the opaque origin: what a sandboxed page sends
+        return api.fetch(path, params=params, headers={"Authorization": "", "Origin": "null"}).code
+
+    assert bare(capability_path) == 200
+    assert bare(capability_path.replace("status", "individual-task-stream"), x="1") == 200
+    assert bare(f"dashboard/other/{cap}/status") == 403  # another cluster's dashboard
+    assert bare("dashboard/secure/~" + "0" * 32 + "/status") == 403
+    assert bare("dashboard/secure/status") == 403  # the entry route needs Jupyter's login
+    assert bare("clusters") == 403  # and nothing else of the API opens with it
+    registry.remove("other")
+
+
+def test_a_dashboard_signed_by_another_ca_is_refused(api, home, tmp_path, jp_asyncio_loop):
+    """Someone else's server at the cluster's address (a forged scheduler, a reused IP) cannot show a
+    certificate the cluster's CA signed: the proxy sends it nothing, with no fallback."""
+    from dask_aws_magic.core.registry import ClusterRecord
+
+    ours, theirs = _tls_material(tmp_path, "ours"), _tls_material(tmp_path, "theirs")
+    upstream = Upstream(jp_asyncio_loop, _serving_context(theirs, require_client=False))
+    registry.write(ClusterRecord(name="spoofed", cluster_id="dam-00000000000c", backend="local", profile="local",
+                                 status="running", dashboard_link=upstream.link,
+                                 resources={"run_dir": str(tmp_path), "tls_dir": str(ours)}))
+    try:
+        code, answer = api("GET", "dashboard/spoofed/status")
+        assert code == 502 and "did not answer" in answer["message"], answer
+        assert upstream.seen == []
+    finally:
+        upstream.server.stop()
+
+
+def test_the_proxy_trusts_the_clusters_ca_alone():
+    from dask_aws_magic.aws.tls import client_security, new_cluster_material
+    from dask_aws_magic.core.connection import DashboardIdentity
+    from dask_aws_magic.serverext.proxy import ssl_context
+
+    material = new_cluster_material("alone")
+    context = ssl_context(DashboardIdentity(security=client_security(material.ca, material.client.cert,
+                                                                      material.client.key)))
+    [ca] = context.get_ca_certs()  # the cluster's CA: no system trust store behind it
+    assert ca["subject"] == ((("commonName", "dask-aws-magic alone CA"),),)
+    assert context.verify_mode.name == "CERT_REQUIRED"
+
+
+def test_a_plain_http_dashboard_is_proxied_only_when_proven_or_allowed(api, home, tmp_path, jp_asyncio_loop,
+                                                                        jp_web_app):  # noqa: F811
+    import subprocess as sp
+
+    from dask_aws_magic.core.registry import ClusterRecord
+
+    upstream = Upstream(jp_asyncio_loop)
+    stranger = sp.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        from dask_aws_magic.core.processes import create_time
+
+        # A cluster on EC2 with `network.tls: false`: nothing proves who answers at its address.
+        registry.write(ClusterRecord(name="plain", cluster_id="dam-00000000000d", backend="ec2", profile="x",
+                                     status="running", dashboard_link=upstream.link,
+                                     resources={"region": "us-east-1", "protocol": "tcp"}))
+        # A local cluster whose dashboard port is held by some other process than its scheduler.
+        registry.write(ClusterRecord(name="squatted", cluster_id="dam-00000000000e", backend="local",
+                                     profile="local", status="running", dashboard_link=upstream.link,
+                                     resources={"run_dir": str(tmp_path), "scheduler": {
+                                         "pid": stranger.pid, "started": create_time(stranger.pid)}}))
+        for name in ("plain", "squatted"):
+            code, answer = api("GET", f"dashboard/{name}/status")
+            assert code == 403 and "not proxied" in answer["message"] and "allow_plain_http" in answer["message"]
+        assert upstream.seen == []
+        jp_web_app.settings["dask_aws_magic_proxy"].allow_plain_http = True  # the server's opt-in
+        code, page = api("GET", "dashboard/plain/status")
+        assert code == 200 and "Dask" in page and len(upstream.seen) == 1
+    finally:
+        jp_web_app.settings["dask_aws_magic_proxy"].allow_plain_http = False
+        stranger.kill()
+        stranger.wait()
+        upstream.server.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import paths
-from ..core.processes import TAG_HOME, create_time, running, stop_groups
+from ..core.processes import TAG_HOME, create_time, listens, running, stop_groups
 from ..core.profiles import parse_duration, parse_memory
 from . import dask_commands
 from .base import BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
@@ -246,6 +246,15 @@ class LocalBackend:
         address, dashboard = self._read_scheduler_file(self._scheduler_file(record))
         message = "scheduler listening" if address else "scheduler starting"
         return Poll(address=address, dashboard=dashboard, message=message, done=1 if address else 0, total=1)
+
+    def dashboard_is_its_own(self, record: ClusterRecord) -> bool:
+        """True when the dashboard's port is held by the cluster's own scheduler process (the record's pid
+        and start time): its plain-HTTP dashboard on this machine is then proven the cluster's."""
+        from urllib.parse import urlsplit
+
+        scheduler = LocalResources.from_json(record.resources).scheduler
+        port = urlsplit(record.dashboard_link or "").port
+        return bool(scheduler and port) and listens(scheduler, int(port or 0))
 
     def security(self, record: ClusterRecord) -> Any | None:
         files = LocalResources.from_json(record.resources).tls_files("client")

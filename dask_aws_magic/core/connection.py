@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClusterDead
@@ -24,6 +25,36 @@ def security_of(record: ClusterRecord) -> Any | None:
     from ..backends import get_backend
 
     return get_backend(record.backend).security(record)
+
+
+@dataclass(frozen=True)
+class DashboardIdentity:
+    """How a cluster's dashboard proves it is that cluster's before anything is sent to it: an HTTPS
+    dashboard by a certificate the cluster's own CA signed (``security`` holds that CA and the client's
+    identity), a plain-HTTP one on this machine by being served by the cluster's own scheduler process.
+    ``problem`` says why neither holds."""
+
+    security: Any | None = None
+    own_process: bool = False
+    problem: str = ""
+
+
+def dashboard_identity(record: ClusterRecord) -> DashboardIdentity:
+    """What proves ``record``'s dashboard to a client that connects to it (the Jupyter server's proxy)."""
+    from ..backends import get_backend
+
+    link = record.dashboard_link or ""
+    if link.startswith("https:"):
+        security = security_of(record)
+        if security is None or not getattr(security, "tls_ca_file", None):
+            return DashboardIdentity(problem="its dashboard speaks HTTPS but no CA of the cluster is known to "
+                                             "check its certificate against")
+        return DashboardIdentity(security=security)
+    check = getattr(get_backend(record.backend), "dashboard_is_its_own", None)
+    if check is not None and check(record):
+        return DashboardIdentity(own_process=True)
+    return DashboardIdentity(problem="its dashboard speaks plain HTTP (the cluster runs with `network.tls: false`), "
+                                     "so nothing proves the page comes from the cluster's scheduler")
 
 
 def identity(address: str, security: Any | None = None, timeout: float = 1.0) -> dict[str, Any] | None:

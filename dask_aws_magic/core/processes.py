@@ -35,6 +35,19 @@ def running(info: dict[str, Any]) -> bool:
         return False
 
 
+def listens(info: dict[str, Any], port: int) -> bool:
+    """True if the process recorded in ``info`` (the same process) is the one listening on TCP ``port``."""
+    import psutil
+
+    if not running(info):
+        return False
+    try:
+        connections = psutil.Process(info["pid"]).net_connections(kind="inet")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections)
+
+
 def group_alive(pgid: int) -> bool:
     """True while any process of the group ``pgid`` is left (a forked worker outlives its nanny)."""
     try:

@@ -31,6 +31,7 @@ def survey(found: Survey, store: OperationStore) -> dict[str, Any]:
     return {
         "clusters": [cluster(r, store) for r in found.clusters], "searched": found.searched,
         "failed": found.failed, "others": found.others, "ignored": found.ignored,
+        "unverified": [entry.to_json() for entry in found.unverified],
     }
 
 

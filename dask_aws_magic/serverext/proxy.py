@@ -1,34 +1,81 @@
-"""The scheduler's dashboard through the Jupyter server: ``dashboard/NAME/PATH`` (HTTP and websockets).
+"""The scheduler's dashboard through the Jupyter server (HTTP and websockets), so it works when
+JupyterLab runs on a machine whose users' browsers cannot reach the scheduler.
 
-An authenticated route, so the dashboard works when JupyterLab runs on a machine whose users'
-browsers cannot reach the scheduler. For a TLS dashboard the server connects as the cluster's own
-client would: the cluster's CA, and its client certificate when it has one.
+A proxied page is served from Jupyter's own origin, one fetch away from the Jupyter API: it must
+never act as that origin, and Jupyter's credentials must never reach the upstream. So:
+
+- the upstream proves it is the cluster's dashboard before anything is sent to it: an HTTPS dashboard
+  by a certificate the cluster's own CA signed (that CA alone: not the system's, never plain HTTP
+  instead), a local one by being served by the cluster's own scheduler process. A plain-HTTP
+  dashboard elsewhere (``network.tls: false``) is proxied only when the server allows it
+  (``c.DaskAwsMagicProxy.allow_plain_http = True``), with a warning in its log;
+- only clusters proven yours are proxied (``inventory.find`` never returns an unverified one);
+- every proxied answer carries ``Content-Security-Policy: sandbox`` without ``allow-same-origin``: the
+  browser runs the page in an opaque origin, which Jupyter's cookies and API do not answer;
+- the upstream gets no cookie, no ``Authorization``, no XSRF header, no ``Referer`` or ``Origin``, and
+  no ``token`` in the query: only a short list of harmless headers.
+
+A sandboxed page sends no cookies at all, so its scripts, styles and websockets could not pass
+Jupyter's login. Two routes therefore: ``dashboard/NAME/PATH`` behind Jupyter's login, which answers
+a page with a redirect to ``dashboard/NAME/~CAPABILITY/PATH``; there the capability (an HMAC of the
+cluster's id with a key this server process made) is the credential, good for that one cluster's
+dashboard and nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import ssl
 import tempfile
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import tornado.ioloop
 import tornado.web
 import tornado.websocket
+from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Bool
+from traitlets.config import Configurable
 
 from ..core import inventory
-from ..core.connection import security_of
+from ..core.connection import DashboardIdentity, dashboard_identity
 from ..core.errors import ClusterNotFound, DaskAwsMagicError
 
-HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-               "transfer-encoding", "upgrade", "host", "content-length", "cookie", "authorization",
-               "content-encoding"}
 TIMEOUT = 30.0
+# What the upstream may learn of the browser's request: nothing that authenticates to Jupyter.
+REQUEST_HEADERS = {"accept", "accept-language", "cache-control", "content-type", "if-modified-since",
+                   "if-none-match", "pragma", "range", "user-agent"}
+JUPYTER_QUERY = {"token", "_xsrf"}  # Jupyter's credentials in a query string
+# What the browser may not take from the upstream: hop-by-hop headers, and anything that acts on Jupyter's origin.
+RESPONSE_DROPPED = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+                    "transfer-encoding", "upgrade", "content-length", "content-encoding", "set-cookie", "set-cookie2",
+                    "clear-site-data", "service-worker-allowed", "strict-transport-security",
+                    "access-control-allow-origin", "access-control-allow-credentials",
+                    "access-control-allow-headers", "access-control-allow-methods", "access-control-expose-headers"}
+SANDBOX = "sandbox allow-scripts allow-popups allow-downloads"  # never allow-same-origin
+CAPABILITY = r"~(?P<capability>[0-9a-f]{32})"
+_KEY = secrets.token_bytes(32)  # this server process's: its capabilities die with it
+
+
+class DaskAwsMagicProxy(Configurable):
+    """The dashboard proxy's settings (``c.DaskAwsMagicProxy.allow_plain_http = True`` in
+    ``jupyter_server_config.py``, or ``--DaskAwsMagicProxy.allow_plain_http=True``)."""
+
+    allow_plain_http = Bool(False, config=True, help=(
+        "Proxy the plain-HTTP dashboards of clusters started with `network.tls: false` on other machines, "
+        "which nothing proves are the cluster's. Their pages still run sandboxed."))
+
+
+def capability_of(cluster_id: str) -> str:
+    """The path credential of one cluster's dashboard on this server."""
+    return hmac.new(_KEY, cluster_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def dashboard_origin(record: Any) -> str:
@@ -39,21 +86,17 @@ def dashboard_origin(record: Any) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def ssl_context(record: Any) -> ssl.SSLContext | None:
-    """The client TLS context for the cluster's dashboard (None for plain HTTP)."""
-    if not (record.dashboard_link or "").startswith("https:"):
-        return None
-    security = security_of(record)
-    context = ssl.create_default_context()
-    if security is None:
-        return context
-    ca = getattr(security, "tls_ca_file", None)
-    if ca:
-        if "-----BEGIN" in ca:
-            context.load_verify_locations(cadata=ca)
-        else:
-            context.load_verify_locations(cafile=ca)
-        context.check_hostname = False  # the cluster's own CA signs certificates for its addresses
+def ssl_context(proof: DashboardIdentity) -> ssl.SSLContext:
+    """A client TLS context that trusts the cluster's CA and nothing else (no system store)."""
+    security = proof.security
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # the cluster's own CA signs certificates for no hostname
+    context.verify_mode = ssl.CERT_REQUIRED
+    ca = security.tls_ca_file
+    if "-----BEGIN" in ca:
+        context.load_verify_locations(cadata=ca)
+    else:
+        context.load_verify_locations(cafile=ca)
     cert, key = getattr(security, "tls_client_cert", None), getattr(security, "tls_client_key", None)
     if cert:
         _load_client_cert(context, cert, key)
@@ -72,35 +115,55 @@ def _load_client_cert(context: ssl.SSLContext, cert: str, key: str | None) -> No
         context.load_cert_chain(path)
 
 
-class DashboardProxyHandler(WebSocketMixin, tornado.websocket.WebSocketHandler, JupyterHandler):
-    """Forwards a request (or a websocket) to the cluster's dashboard."""
+def upstream_query(query: str) -> str:
+    """The query string without Jupyter's credentials."""
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in JUPYTER_QUERY]
+    return f"?{urlencode(kept)}" if kept else ""
+
+
+def upstream_headers(headers: Any) -> dict[str, str]:
+    return {k: v for k, v in headers.get_all() if k.lower() in REQUEST_HEADERS}
+
+
+class _Proxy(WebSocketMixin, tornado.websocket.WebSocketHandler, JupyterHandler):
+    """Forwards a request (or a websocket) to a proven cluster's dashboard."""
 
     upstream: Any = None
+    record: Any = None
 
-    async def _target(self, name: str, path: str, scheme: str = "") -> tuple[str, ssl.SSLContext | None]:
+    async def _record(self, name: str) -> Any:
         try:
-            record = await tornado.ioloop.IOLoop.current().run_in_executor(None, inventory.find, name)
-            origin, context = dashboard_origin(record), ssl_context(record)
+            return await tornado.ioloop.IOLoop.current().run_in_executor(None, inventory.find, name)
         except ClusterNotFound as exc:
             raise tornado.web.HTTPError(404, log_message=str(exc).replace("%", "%%")) from None
         except DaskAwsMagicError as exc:
             raise tornado.web.HTTPError(400, log_message=str(exc).replace("%", "%%")) from None
+
+    async def _target(self, record: Any, path: str, scheme: str = "") -> tuple[str, ssl.SSLContext | None]:
+        """The upstream URL of ``path`` and the TLS context that checks it; 403 when nothing proves the
+        dashboard is the cluster's (and the server does not accept that)."""
+        try:
+            origin = dashboard_origin(record)
+            proof = await tornado.ioloop.IOLoop.current().run_in_executor(None, dashboard_identity, record)
+        except ClusterNotFound as exc:
+            raise tornado.web.HTTPError(404, log_message=str(exc).replace("%", "%%")) from None
+        except DaskAwsMagicError as exc:
+            raise tornado.web.HTTPError(400, log_message=str(exc).replace("%", "%%")) from None
+        context = None
+        if proof.security is not None:
+            context = ssl_context(proof)
+        elif not proof.own_process:
+            allowed = self.settings.get("dask_aws_magic_proxy", DaskAwsMagicProxy()).allow_plain_http
+            if not allowed:
+                message = (f"The dashboard of {record.name!r} is not proxied: {proof.problem}. Open it directly "
+                           f"({record.dashboard_link}), or let this server proxy plain-HTTP dashboards with "
+                           "`c.DaskAwsMagicProxy.allow_plain_http = True`.")
+                raise tornado.web.HTTPError(403, log_message=message.replace("%", "%%"))
+            self.log.warning("dask-aws-magic: proxying the plain-HTTP dashboard of %s (%s), which nothing proves "
+                             "is the cluster's (allow_plain_http is on)", record.name, record.dashboard_link)
         if scheme:
             origin = origin.replace("http", scheme, 1)
-        query = f"?{self.request.query}" if self.request.query else ""
-        return f"{origin}/{path}{query}", context
-
-    @tornado.web.authenticated
-    async def get(self, name: str, path: str) -> None:
-        if self.request.headers.get("Upgrade", "").lower() == "websocket":
-            self.target = await self._target(name, path, "ws")
-            await tornado.websocket.WebSocketHandler.get(self, name, path)
-            return
-        await self._forward(name, path)
-
-    @tornado.web.authenticated
-    async def post(self, name: str, path: str) -> None:
-        await self._forward(name, path)
+        return f"{origin}/{path}{upstream_query(self.request.query)}", context
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -108,38 +171,55 @@ class DashboardProxyHandler(WebSocketMixin, tornado.websocket.WebSocketHandler, 
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"message": message.replace("%%", "%"), "status": status_code}))
 
+    def _prefix(self, name: str) -> str:
+        """Where this cluster's proxied dashboard lives on this server (with its capability)."""
+        return f"{self.base_url.rstrip('/')}/dask-aws-magic/dashboard/{name}/~{capability_of(self.record.cluster_id)}"
+
     async def _forward(self, name: str, path: str) -> None:
-        url, context = await self._target(name, path)
-        headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in HOP_HEADERS}
+        url, context = await self._target(self.record, path)
         body = self.request.body if self.request.method == "POST" else None
-        request = HTTPRequest(url, method=self.request.method, headers=headers, body=body, ssl_options=context,
-                              follow_redirects=False, request_timeout=TIMEOUT, decompress_response=True)
+        request = HTTPRequest(url, method=self.request.method, headers=upstream_headers(self.request.headers),
+                              body=body, ssl_options=context, follow_redirects=False, request_timeout=TIMEOUT,
+                              decompress_response=True)
+        client = AsyncHTTPClient(force_instance=True)  # the loop's shared client may be another's (tests)
         try:
-            answer = await AsyncHTTPClient().fetch(request, raise_error=False)
+            answer = await client.fetch(request, raise_error=False)
         except (OSError, HTTPClientError) as exc:
             raise tornado.web.HTTPError(502, log_message=f"The dashboard of {name!r} did not answer: {exc}") from None
+        finally:
+            client.close()
         self.set_status(answer.code, answer.reason)
         seen: set[str] = set()  # Jupyter's own headers (its CSP, ...) stay unless the dashboard sets them
         for key, value in answer.headers.get_all():
-            if key.lower() in HOP_HEADERS | {"set-cookie"}:
+            if key.lower() in RESPONSE_DROPPED:
                 continue
             (self.add_header if key.lower() in seen else self.set_header)(key, value)
             seen.add(key.lower())
+        self._sandbox()
         if answer.code in (301, 302, 303, 307, 308) and "Location" in answer.headers:
             self.set_header("Location", self._local(name, answer.headers["Location"]))
         if answer.body:
             self.write(answer.body)
         self.finish()
 
+    def _sandbox(self) -> None:
+        """Whatever the upstream said: the page runs in an opaque origin and leaks no URL."""
+        self.add_header("Content-Security-Policy", SANDBOX)
+        self.set_header("Referrer-Policy", "no-referrer")
+
     def _local(self, name: str, location: str) -> str:
         """A redirect of the dashboard, pointed back at this proxy."""
         path = urlsplit(location).path if "://" in location else location
         if not path.startswith("/"):
             return location
-        return f"{self.base_url.rstrip('/')}/dask-aws-magic/dashboard/{name}{path}"
+        return f"{self._prefix(name)}{path}"
 
     # -- websockets ------------------------------------------------------------------------
-    async def open(self, name: str, path: str) -> None:  # type: ignore[override]
+    async def _websocket(self, name: str, path: str) -> None:
+        self.target = await self._target(self.record, path, "ws")
+        await tornado.websocket.WebSocketHandler.get(self, name, path)
+
+    async def open(self, name: str, path: str, *args: Any) -> None:  # type: ignore[override]
         url, context = self.target
         request = HTTPRequest(url, ssl_options=context, request_timeout=TIMEOUT)
         try:
@@ -169,3 +249,60 @@ class DashboardProxyHandler(WebSocketMixin, tornado.websocket.WebSocketHandler, 
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None
+
+    def _is_websocket(self) -> bool:
+        return self.request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+class DashboardProxyHandler(_Proxy):
+    """``dashboard/NAME/PATH``, behind Jupyter's login: a page is answered with a redirect to its
+    capability path; websockets and POSTs of token-authenticated clients are forwarded."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str, path: str) -> None:
+        self.record = await self._record(name)
+        if self._is_websocket():
+            await self._websocket(name, path)
+            return
+        query = upstream_query(self.request.query)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.redirect(f"{self._prefix(name)}/{path}{query}")
+
+    @tornado.web.authenticated
+    async def post(self, name: str, path: str) -> None:
+        self.record = await self._record(name)
+        await self._forward(name, path)
+
+
+class CapabilityProxyHandler(_Proxy):
+    """``dashboard/NAME/~CAPABILITY/PATH``: what a sandboxed dashboard page loads (it sends no cookie).
+    The capability authenticates; Jupyter's login is not asked for, and nothing else is reachable."""
+
+    async def _checked(self, name: str, given: str) -> None:
+        try:
+            self.record = await self._record(name)
+        except tornado.web.HTTPError:
+            raise tornado.web.HTTPError(403, log_message="Not a dashboard of this server.") from None
+        if not hmac.compare_digest(given, capability_of(self.record.cluster_id)):
+            raise tornado.web.HTTPError(403, log_message="Not a dashboard of this server.")
+
+    def check_origin(self, origin: str | None = None) -> bool:
+        # A sandboxed page's websocket comes from the opaque origin "null"; the capability authenticates it.
+        return True
+
+    def check_xsrf_cookie(self) -> None:
+        """No cookie authenticates here, so there is no cross-site request to forge."""
+
+    @allow_unauthenticated
+    async def get(self, name: str, capability: str, path: str) -> None:
+        await self._checked(name, capability)
+        if self._is_websocket():
+            await self._websocket(name, path)
+            return
+        await self._forward(name, path)
+
+    @allow_unauthenticated
+    async def post(self, name: str, capability: str, path: str) -> None:
+        await self._checked(name, capability)
+        await self._forward(name, path)

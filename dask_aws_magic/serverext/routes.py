@@ -22,6 +22,7 @@ ROUTES: list[tuple[str, Any]] = [
     (f"operations/{OP}", handlers.OperationHandler),
     (f"operations/{OP}/cancel", handlers.CancelHandler),
     (f"operations/{OP}/events", handlers.EventsHandler),
+    (rf"dashboard/{NAME}/{proxy.CAPABILITY}/(?P<path>.*)", proxy.CapabilityProxyHandler),  # before the next
     (rf"dashboard/{NAME}/(?P<path>.*)", proxy.DashboardProxyHandler),
 ]
 

@@ -108,7 +108,7 @@ export function addCommands(ctx: ICommandContext): void {
   add(COMMANDS.dashboard, 'Dask Clusters: Open the Dashboard in a Browser Tab', args => guard('Dashboard', async () => {
     const name = await pickCluster(ctx, args);
     if (name) {
-      window.open(dashboardUrl(name, 'status'), '_blank');
+      window.open(dashboardUrl(name, 'status'), '_blank', 'noopener,noreferrer');
     }
   }));
 

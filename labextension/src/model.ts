@@ -64,12 +64,30 @@ export interface IEvent {
   time: number;
 }
 
+/** Resources that carry a cluster's tags but that nothing proves belong to a cluster: never acted on. */
+export interface IUnverified {
+  backend: string;
+  cluster_id: string;
+  name: string;
+  owner: string;
+  scope: string;
+  resources: string[];
+  reason: string;
+}
+
 export interface IClusters {
   clusters: ICluster[];
   searched: string[];
   failed: string[];
   others: { [owner: string]: number };
+  unverified?: IUnverified[];
   operations: IOperation[];
+}
+
+/** One line about unverified resources: what they claim, and why they are not believed. */
+export function describeUnverified(entry: IUnverified): string {
+  const claim = `tagged as ${entry.name || '?'} (${entry.cluster_id || 'no id'}) of ${entry.owner || 'no owner'}`;
+  return `${entry.resources.join(', ')}: ${claim}; ${entry.reason}`;
 }
 
 export interface IPlannedResource {

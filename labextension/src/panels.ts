@@ -7,7 +7,7 @@ import { Widget } from '@lumino/widgets';
 
 import { h } from './dom';
 import { daskAwsIcon } from './icon';
-import { DaskAwsMagicApi } from './request';
+import { DASHBOARD_SANDBOX, DaskAwsMagicApi } from './request';
 
 /** The absolute URL of a page of the cluster's dashboard through the Jupyter server. */
 export function dashboardUrl(name: string, page = 'status'): string {
@@ -54,7 +54,7 @@ export function logsPanel(api: DaskAwsMagicApi, cluster: string): MainAreaWidget
 }
 
 export function plotPanel(cluster: string, title: string, page: string): MainAreaWidget<IFrame> {
-  const content = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin'] });
+  const content = new IFrame({ sandbox: [...DASHBOARD_SANDBOX] });
   content.url = dashboardUrl(cluster, page);
   content.addClass('dam-plot');
   const panel = new MainAreaWidget({ content });

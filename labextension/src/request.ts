@@ -103,7 +103,8 @@ export class DaskAwsMagicApi {
     return this.call('POST', `operations/${encodeURIComponent(id)}/cancel`, {});
   }
 
-  /** The dashboard path of ``name`` through the server's proxy, relative to the server's base URL. */
+  /** The dashboard path of ``name`` through the server's proxy, relative to the server's base URL (it
+   * redirects to the cluster's capability path; the server sandboxes every proxied page). */
   static dashboardPath(name: string, page = 'status'): string {
     return `${NAMESPACE}/dashboard/${encodeURIComponent(name)}/${page}`;
   }
@@ -160,3 +161,7 @@ export async function follow(
     await sleep(intervalMs);
   }
 }
+
+/** What a proxied dashboard page may do in a Plots pane: run its scripts, open popups and downloads,
+ * never act as Jupyter's origin (no allow-same-origin: the Jupyter API is one fetch away). */
+export const DASHBOARD_SANDBOX = ['allow-scripts', 'allow-popups', 'allow-downloads'] as const;

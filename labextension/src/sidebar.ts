@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 import { button, h } from './dom';
 import {
   checkName,
+  describeUnverified,
   eventLine,
   formatAge,
   formatCost,
@@ -281,6 +282,13 @@ export class DaskAwsSidebar extends Widget {
     if (others.length) {
       this.clustersNode.append(h('div', { class: 'dam-others' },
         `Clusters of other owners not shown: ${others.map(([o, n]) => `${o} (${n})`).join(', ')}`));
+    }
+    const unverified = this.clusters.unverified ?? [];
+    if (unverified.length) {
+      this.clustersNode.append(h('div', { class: 'dam-unverified' },
+        h('div', {}, 'Unverified: they carry dask-aws-magic tags, but nothing proves they belong to a cluster. ' +
+          'Nothing here acts on them; `%dask_cluster down --unverified ID ...` removes them if you know they are yours.'),
+        ...unverified.map(entry => h('div', { class: 'dam-unverified-entry' }, describeUnverified(entry)))));
     }
   }
 

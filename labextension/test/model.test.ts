@@ -1,6 +1,7 @@
 import {
   attachCode,
   checkName,
+  describeUnverified,
   eventLine,
   formatAge,
   formatCost,
@@ -99,5 +100,16 @@ describe('names', () => {
     expect(checkName('-x')).toMatch(/lowercase/);
     expect(checkName('x-')).toMatch(/lowercase/);
     expect(checkName('a'.repeat(41))).toMatch(/1-40/);
+  });
+});
+
+describe('unverified resources', () => {
+  it('say what they claim and why they are not believed', () => {
+    const line = describeUnverified({
+      backend: 'ec2', cluster_id: 'dam-0123456789ab', name: 'prod', owner: 'arn:aws:iam::1:user/victim',
+      scope: 'us-east-1', resources: ['i-0abc', 'sg-0def'], reason: 'it has no manifest'
+    });
+    expect(line).toBe('i-0abc, sg-0def: tagged as prod (dam-0123456789ab) of arn:aws:iam::1:user/victim; ' +
+      'it has no manifest');
   });
 });

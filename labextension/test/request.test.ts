@@ -1,4 +1,6 @@
-import { ApiError, DaskAwsMagicApi, ExtensionMissing, Fetcher, follow, IResponse } from '../src/request';
+import {
+  ApiError, DASHBOARD_SANDBOX, DaskAwsMagicApi, ExtensionMissing, Fetcher, follow, IResponse
+} from '../src/request';
 
 type Call = { path: string; method: string; body?: string };
 
@@ -99,5 +101,14 @@ describe('follow', () => {
     expect(calls.map(c => c.path)).toEqual([
       'operations/op-1?since=0', 'operations/op-1?since=2', 'operations/op-1?since=2'
     ]);
+  });
+});
+
+describe('dashboard panes', () => {
+  it('run proxied pages sandboxed, never as Jupyter\'s origin', () => {
+    expect(DASHBOARD_SANDBOX).toContain('allow-scripts');
+    expect(DASHBOARD_SANDBOX).not.toContain('allow-same-origin');
+    expect(DASHBOARD_SANDBOX).not.toContain('allow-top-navigation');
+    expect(DASHBOARD_SANDBOX).not.toContain('popups-to-escape-sandbox');
   });
 });
