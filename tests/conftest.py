@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dask_aws_magic.sandbox import Sandbox
 
 TAGS = ("DASK_AWS_MAGIC_CLUSTER_ID", "DASK_AWS_MAGIC_ADAPTS_CLUSTER_ID")  # cluster processes, adaptors
+ACCOUNT = "123456789012"  # the sandbox's default account
 
 
 def cluster_processes(home: str) -> list[psutil.Process]:
@@ -146,3 +147,44 @@ def cancel_at(start, stage: str, during=None):
         operation.result(timeout=120)
     assert operation.state == "cancelled"
     return operation, [e.stage for e in operation.events_since(0)]
+
+
+def sandbox_identity(sb, name, *policies, deny=None, allow=None):
+    """A credentials profile `name` in the sandbox's default account, with AWS-managed `policies`
+    attached, an inline policy allowing the actions in `allow` and one denying those in `deny`; its
+    boto3 session."""
+    import json
+
+    import boto3
+
+    sb.add_credentials_profile(name, account_id=ACCOUNT)
+    client = boto3.client("iam")
+    for policy in policies:
+        client.attach_user_policy(UserName=f"sandbox-{name}", PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
+    for effect, actions in (("Allow", allow), ("Deny", deny)):
+        if actions:
+            client.put_user_policy(UserName=f"sandbox-{name}", PolicyName=effect.lower(), PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": effect, "Action": actions, "Resource": "*"}]}))
+    return boto3.Session(profile_name=name)
+
+
+def assert_refused(call, *args, **kwargs):
+    """The call is refused for want of permission (moto answers JSON services' refusals in XML, so
+    botocore sees the status, not the code)."""
+    import botocore.exceptions
+
+    from dask_aws_magic.aws import iam
+
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        call(*args, **kwargs)
+    response = refused.value.response
+    assert response["Error"]["Code"] in iam.REFUSED or response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "not authorized" in str(refused.value) or "AccessDenied" in str(refused.value)
+
+
+def instance_credentials(sb, instance_id, monkeypatch):
+    """What an instance's own code gets from its metadata service: its role's temporary credentials."""
+    from dask_aws_magic.aws import fetch_secret
+
+    monkeypatch.setattr(fetch_secret, "IMDS", f"{sb.metadata_url}{instance_id}/")
+    return fetch_secret.credentials(fetch_secret.imds_token())

@@ -100,7 +100,7 @@ def test_up_compute_list_scale_logs_down(sb):
 
     assert [c.name for c in dam.list_clusters()] == ["ec2-test"]
     status = dam.status("ec2-test")
-    assert status["workers"] == 2 and status["cost"] == pytest.approx(0.0416 + 2 * 0.096 + 2 * secrets.HOURLY_COST)
+    assert status["workers"] == 2 and status["cost"] == pytest.approx(0.0416 + 2 * 0.096 + 3 * secrets.HOURLY_COST)
     dam.scale("ec2-test", 3)
     handle.client.wait_for_workers(3, timeout=60)
     assert len(instances(cluster_id)) == 4
@@ -117,8 +117,8 @@ def test_up_compute_list_scale_logs_down(sb):
     sb.reset_calls()
     lines = handle.down()
     assert "terminated 2 instance(s)" in lines[0] and "deleted security group" in lines[0]
-    assert "deleted 2 secret(s)" in lines[0] and "deleted IAM role and instance profile" in lines[0]
-    assert sum(sb.calls().values()) <= 15, sb.calls()
+    assert "deleted 3 secret(s)" in lines[0] and "deleted IAM role and instance profile" in lines[0]
+    assert sum(sb.calls().values()) <= 17, sb.calls()  # two instance roles, three secrets (the manifest)
 
 
 def test_user_data_small_and_free_of_credentials(sb, home):
@@ -386,7 +386,7 @@ def test_plan_prices_the_scheduler_on_demand_and_spot_now(sb):
     scheduler, workers = kinds[("instance", "scheduler")], kinds[("instance", "worker")]
     assert scheduler.spot_hourly_cost is None  # the scheduler never runs on spot
     assert workers.spot_hourly_cost == pytest.approx(3 * round(0.096 / 3, 4))  # today's price, not history's
-    assert plan.spot_hourly_cost == pytest.approx(0.0416 + 3 * round(0.096 / 3, 4) + 2 * secrets.HOURLY_COST)
+    assert plan.spot_hourly_cost == pytest.approx(0.0416 + 3 * round(0.096 / 3, 4) + 3 * secrets.HOURLY_COST)
     (asked,) = sb.requests("ec2:DescribeSpotPriceHistory")
     started = time.mktime(time.strptime(asked["StartTime"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
     assert abs(started - time.time()) < 120
@@ -435,9 +435,11 @@ def test_cluster_of_another_aws_profile_is_found_and_never_marked_dead(sb, home)
     from dask_aws_magic.backends import get_backend
 
     assert get_backend("ec2").scope(found[0]) == "us-west-2 (profile work)"
+    role = f"dask-aws-magic-{found[0].cluster_id}"
     assert dam.down(all=True) == ["work: terminated 2 instance(s); deleted security group "
-                                  f"{found[0].resources['security_group']}; deleted 2 secret(s); deleted IAM role "
-                                  f"and instance profile dask-aws-magic-{found[0].cluster_id}"]
+                                  f"{found[0].resources['security_group']}; deleted IAM role and instance profile "
+                                  f"{role}-scheduler; deleted IAM role and instance profile {role}-worker; "
+                                  "deleted 3 secret(s)"]
 
 
 def test_a_scope_that_cannot_be_listed_is_reported_never_hidden(sb, home):

@@ -12,14 +12,13 @@ import urllib.error
 import urllib.request
 
 import boto3
-import botocore.exceptions
 import pytest
 
 import dask_aws_magic as dam
 from dask_aws_magic.aws import fetch_secret, iam, secrets
 from dask_aws_magic.core.errors import LaunchError
 
-from .conftest import assert_private, aws_sandbox
+from .conftest import assert_private, assert_refused, aws_sandbox, instance_credentials, sandbox_identity
 
 pytestmark = pytest.mark.sandbox
 
@@ -31,42 +30,12 @@ worker: {type: m6i.large, count: 1}
 software:
   env: {DB_PASSWORD: hunter2-in-the-env}
 """
-ACCOUNT = "123456789012"  # the sandbox's default account
 
 
 @pytest.fixture
 def sb(home):
     with aws_sandbox(home, {"sec": PROFILE}) as sandbox:
         yield sandbox
-
-
-def _user(sb, name, *policies, deny=None):
-    """A credentials profile `name` in the default account, with AWS-managed `policies` attached and
-    an inline policy denying the actions in `deny`."""
-    sb.add_credentials_profile(name, account_id=ACCOUNT)
-    client = boto3.client("iam")
-    for policy in policies:
-        client.attach_user_policy(UserName=f"sandbox-{name}", PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
-    if deny:
-        client.put_user_policy(UserName=f"sandbox-{name}", PolicyName="deny", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": deny, "Resource": "*"}]}))
-    return boto3.Session(profile_name=name)
-
-
-def _refused(call, *args, **kwargs):
-    """The call is refused for want of permission (moto answers JSON services' refusals in XML, so
-    botocore sees the status, not the code)."""
-    with pytest.raises(botocore.exceptions.ClientError) as refused:
-        call(*args, **kwargs)
-    response = refused.value.response
-    assert response["Error"]["Code"] in iam.REFUSED or response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    assert "not authorized" in str(refused.value) or "AccessDenied" in str(refused.value)
-
-
-def _instance_credentials(sb, instance_id, monkeypatch):
-    """What the instance's own code gets from the metadata service: its role's temporary credentials."""
-    monkeypatch.setattr(fetch_secret, "IMDS", f"{sb.metadata_url}{instance_id}/")
-    return fetch_secret.credentials(fetch_secret.imds_token())
 
 
 def test_a_read_only_identity_finds_no_key_material(sb, home):
@@ -77,11 +46,12 @@ def test_a_read_only_identity_finds_no_key_material(sb, home):
         assert set(env.values()) == {"hunter2-in-the-env"}  # software.env arrived, through the secret
         assert_private(home)  # the record holds the client's key
         client_key = handle.record.resources["tls"]["key"]
-        nodes = secrets.read_secret(boto3.client("secretsmanager"), handle.record.resources["node_secret"])
+        sm = boto3.client("secretsmanager")
+        nodes = {role: secrets.read_secret(sm, arn) for role, arn in handle.record.resources["node_secrets"].items()}
         forbidden = ["PRIVATE KEY", "hunter2-in-the-env", client_key.splitlines()[1],
-                     nodes["scheduler_key"].splitlines()[1], nodes["worker_key"].splitlines()[1]]
+                     nodes["scheduler"]["scheduler_key"].splitlines()[1], nodes["worker"]["worker_key"].splitlines()[1]]
 
-        auditor = _user(sb, "auditor", "ReadOnlyAccess")
+        auditor = sandbox_identity(sb, "auditor", "ReadOnlyAccess")
         seen = []
         with sb.enforce_iam():
             ec2, sm = auditor.client("ec2"), auditor.client("secretsmanager")
@@ -95,15 +65,18 @@ def test_a_read_only_identity_finds_no_key_material(sb, home):
                 seen.append(ec2.get_console_output(InstanceId=instance_id).get("Output", ""))
             seen.append(json.dumps(ec2.describe_security_groups(), default=str))
             listed = sm.list_secrets()["SecretList"]
-            assert {s["Name"] for s in listed} == {secrets.node_secret_name(handle.record.cluster_id),
-                                                   secrets.client_secret_name(handle.record.cluster_id)}
+            cluster_id = handle.record.cluster_id
+            assert {s["Name"] for s in listed} == {secrets.node_secret_name(cluster_id, "scheduler"),
+                                                   secrets.node_secret_name(cluster_id, "worker"),
+                                                   secrets.client_secret_name(cluster_id)}
             for secret in listed:
                 seen.append(json.dumps(sm.describe_secret(SecretId=secret["ARN"]), default=str))
-                _refused(sm.get_secret_value, SecretId=secret["ARN"])
+                assert_refused(sm.get_secret_value, SecretId=secret["ARN"])
             roles = auditor.client("iam")
-            role = iam.role_name(handle.record.cluster_id)
-            seen.append(json.dumps(roles.get_role(RoleName=role), default=str))
-            seen.append(json.dumps(roles.get_role_policy(RoleName=role, PolicyName=iam.INLINE_POLICY), default=str))
+            for role in (iam.role_name(cluster_id, "scheduler"), iam.role_name(cluster_id, "worker")):
+                seen.append(json.dumps(roles.get_role(RoleName=role), default=str))
+                seen.append(json.dumps(roles.get_role_policy(RoleName=role, PolicyName=iam.INLINE_POLICY),
+                                       default=str))
             seen.append(json.dumps(auditor.client("ssm").describe_parameters(), default=str))
         everything = "\n".join(seen)
         assert handle.record.cluster_id in everything and "secretsmanager:GetSecretValue" in everything
@@ -118,29 +91,31 @@ def test_the_instance_role_reads_its_own_secret_and_nothing_else(sb, home, monke
     handle = dam.up("sec", progress=False)
     other = dam.up("sec", name="other", progress=False)
     try:
-        creds = _instance_credentials(sb, handle.record.resources["scheduler"], monkeypatch)
+        creds = instance_credentials(sb, handle.record.resources["scheduler"], monkeypatch)
         as_instance = boto3.Session(aws_access_key_id=creds["AccessKeyId"],
                                     aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["Token"])
         mine, theirs = handle.record.resources, other.record.resources
         with sb.enforce_iam():
             # The instance's own signer (standard library, Signature V4), checked by the sandbox as AWS does.
-            fetched = fetch_secret.get_secret_value(mine["node_secret"], "us-east-1", creds)
-            assert fetched["worker_cert"].startswith("-----BEGIN CERTIFICATE-----")
+            fetched = fetch_secret.get_secret_value(mine["node_secrets"]["scheduler"], "us-east-1", creds)
+            assert fetched["scheduler_cert"].startswith("-----BEGIN CERTIFICATE-----")
+            assert "worker_key" not in fetched  # its own identity only
             sm = as_instance.client("secretsmanager")
-            _refused(sm.get_secret_value, SecretId=mine["client_secret"])  # never the client's identity
-            _refused(sm.get_secret_value, SecretId=theirs["node_secret"])  # nor another cluster's
-            _refused(sm.list_secrets)
-            _refused(as_instance.client("ec2").describe_instances)
+            assert_refused(sm.get_secret_value, SecretId=mine["client_secret"])  # never the client's identity
+            assert_refused(sm.get_secret_value, SecretId=mine["node_secrets"]["worker"])  # nor the workers'
+            assert_refused(sm.get_secret_value, SecretId=theirs["node_secrets"]["scheduler"])  # nor another cluster's
+            assert_refused(sm.list_secrets)
+            assert_refused(as_instance.client("ec2").describe_instances)
             forged = dict(creds, SecretAccessKey="x" + creds["SecretAccessKey"][1:])
             with pytest.raises(urllib.error.HTTPError):
-                fetch_secret.get_secret_value(mine["node_secret"], "us-east-1", forged)
+                fetch_secret.get_secret_value(mine["node_secrets"]["scheduler"], "us-east-1", forged)
     finally:
         handle.down()
         other.down()
 
 
 def test_a_refused_create_role_names_the_permission_and_the_option(sb, home):
-    _user(sb, "limited", "AdministratorAccess", deny=["iam:CreateRole"])
+    sandbox_identity(sb, "limited", "AdministratorAccess", deny=["iam:CreateRole"])
     (home / "profiles" / "limited.yaml").write_text("extends: sec\naws_profile: limited\n")
     with sb.enforce_iam(), pytest.raises(LaunchError) as refused:
         dam.up("limited", progress=False)
@@ -169,10 +144,11 @@ def test_an_existing_instance_profile_is_granted_the_secret_instead_of_a_new_rol
     try:
         handle = dam.up("sec", overrides={"instance.iam_instance_profile": "data-access"}, progress=False)
         assert handle.client.submit(lambda: 2 + 2).result() == 4
-        assert handle.record.resources["role"] is None
+        assert handle.record.resources["roles"] == {}
         assert [r["RoleName"] for r in client.list_roles()["Roles"]] == ["data-access"]
-        policy = boto3.client("secretsmanager").get_resource_policy(SecretId=handle.record.resources["node_secret"])
-        assert json.loads(policy["ResourcePolicy"])["Statement"][0]["Principal"]["AWS"] == [arn]
+        for secret in handle.record.resources["node_secrets"].values():
+            policy = boto3.client("secretsmanager").get_resource_policy(SecretId=secret)
+            assert json.loads(policy["ResourcePolicy"])["Statement"][0]["Principal"]["AWS"] == [arn]
         handle.down()
         assert [r["RoleName"] for r in client.list_roles()["Roles"]] == ["data-access"]  # the user's, untouched
         assert client.get_instance_profile(InstanceProfileName="data-access")["InstanceProfile"]["Roles"]

@@ -66,7 +66,31 @@ def role_of_instance_profile(iam: Any, name: str) -> str:
 
 def delete_role(iam: Any, name: str) -> bool:
     """Delete role ``name``, its inline and attached policies and its instance profiles; False if it
-    did not exist."""
+    did not exist. First the way ``create_role`` and ``create_instance_profile`` made it (four calls),
+    then, if something else still holds it, by listing what does."""
+    import botocore.exceptions
+
+    for step in (lambda: iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=name),
+                 lambda: iam.delete_instance_profile(InstanceProfileName=name),
+                 lambda: iam.delete_role_policy(RoleName=name, PolicyName=INLINE_POLICY)):
+        try:
+            step()
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "NoSuchEntity":
+                raise
+    try:
+        iam.delete_role(RoleName=name)
+        return True
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return False
+        if error_code(exc) != "DeleteConflict":
+            raise
+    return _delete_role_and_what_holds_it(iam, name)
+
+
+def _delete_role_and_what_holds_it(iam: Any, name: str) -> bool:
+    """Delete role ``name`` after every instance profile and policy that holds it (listed)."""
     import botocore.exceptions
 
     try:

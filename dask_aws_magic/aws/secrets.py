@@ -1,5 +1,6 @@
-"""A cluster's secrets in AWS Secrets Manager: the nodes' TLS material and environment, and the
-client's identity for ``attach`` from another machine.
+"""A cluster's secrets in AWS Secrets Manager: the nodes' TLS material and environment (on EC2 one
+secret per role, so a worker cannot read the scheduler's key), and the client secret: the cluster's
+manifest (:mod:`.manifest`) and the client's identity for ``attach`` from another machine.
 
 Secrets Manager rather than SSM Parameter Store: AWS's ReadOnlyAccess policy (and most scanners'
 roles) allows ``ssm:GetParameter*``, which decrypts SecureStrings under the account's default key,
@@ -11,56 +12,67 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LaunchError
 from .errors import error_code
 
+if TYPE_CHECKING:
+    from .tls import ClusterMaterial
+
 PREFIX = "dask-aws-magic"
 HOURLY_COST = 0.40 / 730  # USD per secret: 0.40 a month, prorated by the hour
-KINDS = ("nodes", "client")
+NODE_ROLES = ("scheduler", "worker")
 
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class ClusterSecrets:
-    """What ``create_cluster_secrets`` made: the two secrets' ARNs and the client's identity."""
-
-    node_secret: str
-    client_secret: str | None  # None without TLS
-    client_identity: dict[str, str] | None  # {"ca", "cert", "key"}, None without TLS
-
-
-def create_cluster_secrets(sm: Any, name: str, cluster_id: str, env: dict[str, str], tls: bool,
-                           tags: list[dict[str, str]]) -> ClusterSecrets:
-    """A new CA's certificates for cluster ``name`` (the CA forgotten here) and ``software.env``,
-    stored as the nodes' secret and the client's."""
+def new_material(name: str, env: dict[str, str], tls: bool) -> ClusterMaterial | None:
+    """A new CA's certificates for cluster ``name`` (the CA forgotten here), None without TLS; ``env``
+    (``software.env``) checked first."""
     from .tls import new_cluster_material
 
     for key in env:
         if not ENV_NAME.match(key):
             raise LaunchError(f"`software.env` has {key!r}, which is not an environment variable name: use "
                               "letters, digits and underscores, not starting with a digit.")
-    material = new_cluster_material(name) if tls else None
-    nodes = material.node_secret(env) if material else {"env": json.dumps(env)}
-    node_arn = create_secret(sm, node_secret_name(cluster_id), nodes, tags)
-    if material is None:
-        return ClusterSecrets(node_arn, None, None)
-    client_arn = create_secret(sm, client_secret_name(cluster_id), material.client_secret(), tags)
-    return ClusterSecrets(node_arn, client_arn, material.client_secret())
+    return new_cluster_material(name) if tls else None
 
 
-def node_secret_name(cluster_id: str) -> str:
-    """What the scheduler and workers read at boot (their instance or task role may read only this)."""
-    return f"{PREFIX}/{cluster_id}/nodes"
+def node_secret_names(cluster_id: str, per_role: bool) -> dict[str, str]:
+    """Who reads which node secret: one per role (each role reads its own identity only), or one for
+    every role ("nodes": ECS hands each container its own role's keys out of it)."""
+    if per_role:
+        return {role: node_secret_name(cluster_id, role) for role in NODE_ROLES}
+    return {"nodes": node_secret_name(cluster_id)}
+
+
+def create_node_secrets(sm: Any, cluster_id: str, material: ClusterMaterial | None, env: dict[str, str],
+                        per_role: bool, tags: list[dict[str, str]]) -> dict[str, str]:
+    """The nodes' secrets (their TLS identities and ``software.env``); reader -> ARN."""
+    made = {}
+    for reader, name in node_secret_names(cluster_id, per_role).items():
+        roles = NODE_ROLES if reader == "nodes" else (reader,)
+        payload = material.node_secret(env, roles) if material else {"env": json.dumps(env)}
+        made[reader] = create_secret(sm, name, payload, tags)
+    return made
+
+
+def node_secret_name(cluster_id: str, role: str | None = None) -> str:
+    """What the scheduler and workers read at boot (their instance or task role may read only theirs)."""
+    return f"{PREFIX}/{cluster_id}/nodes" + (f"-{role}" if role else "")
 
 
 def client_secret_name(cluster_id: str) -> str:
-    """The client's identity: readable by whoever may read secrets in the account, never by the nodes."""
+    """The cluster's manifest and the client's identity: written by the owner alone, never read by the nodes."""
     return f"{PREFIX}/{cluster_id}/client"
+
+
+def secret_names(cluster_id: str) -> list[str]:
+    """Every secret a cluster may have, the manifest last (deleted last: it proves the rest)."""
+    return [node_secret_name(cluster_id, role) for role in NODE_ROLES] + [node_secret_name(cluster_id),
+                                                                          client_secret_name(cluster_id)]
 
 
 def create_secret(sm: Any, name: str, payload: dict[str, str], tags: list[dict[str, str]],
@@ -79,14 +91,18 @@ def client_identity(sm: Any, cluster: str, cluster_id: str, client_secret: str |
     """The client's identity of a cluster whose record came from elsewhere (tags, another machine): read
     from its client secret with the caller's credentials, never from what the nodes were given."""
     from ..core.errors import AwsError
+    from .manifest import IDENTITY_KEYS
     from .session import aws
 
     name = client_secret or client_secret_name(cluster_id)
     try:
         with aws(f"reading the client identity of {cluster} (secret {name})"):
-            return read_secret(sm, name)
+            stored = read_secret(sm, name)
     except AwsError as exc:
         raise AwsError(f"{exc} Connecting to {cluster} needs `secretsmanager:GetSecretValue` on {name}.") from None
+    if not all(isinstance(stored.get(k), str) for k in IDENTITY_KEYS):
+        raise AwsError(f"The secret {name} holds no client identity for {cluster}: it was made without TLS.")
+    return {k: stored[k] for k in IDENTITY_KEYS}
 
 
 def allow_roles(sm: Any, name: str, role_arns: list[str]) -> None:
@@ -97,13 +113,15 @@ def allow_roles(sm: Any, name: str, role_arns: list[str]) -> None:
     sm.put_resource_policy(SecretId=name, ResourcePolicy=json.dumps(policy))
 
 
-def delete_cluster_secrets(sm: Any, cluster_id: str) -> list[str]:
-    """Delete the cluster's secrets at once (no recovery window: nothing stays billed or readable).
-    Returns the names deleted."""
+def delete_cluster_secrets(sm: Any, cluster_id: str, names: list[str] | None = None) -> list[str]:
+    """Delete the cluster's secrets (``names``, by default every name it may have) at once, no recovery
+    window: nothing stays billed or readable. The manifest goes last. Returns the names deleted."""
     import botocore.exceptions
 
+    manifest = client_secret_name(cluster_id)
+    names = [n for n in (names or secret_names(cluster_id)) if n != manifest] + [manifest]
     deleted = []
-    for name in (node_secret_name(cluster_id), client_secret_name(cluster_id)):
+    for name in names:
         try:
             sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         except botocore.exceptions.ClientError as exc:

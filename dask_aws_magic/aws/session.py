@@ -56,7 +56,7 @@ def credentials_available() -> bool:
     return _on_ec2()
 
 
-def _environment() -> tuple[Any, ...]:
+def environment() -> tuple[Any, ...]:
     """Everything outside the code that changes which credentials, region and endpoint a session
     uses: the AWS variables and the config files' modification times."""
     stamps = []
@@ -74,7 +74,7 @@ def session(aws_profile: str | None = None) -> Any:
     import boto3
     import botocore.exceptions
 
-    key = (aws_profile, _environment())
+    key = (aws_profile, environment())
     with _lock:
         if key not in _sessions:
             try:
@@ -97,7 +97,7 @@ def client(service: str, region: str | None, aws_profile: str | None = None, *,
     """A cached boto3 client (keyed by everything that changes where it points), with explicit
     timeouts so a hung endpoint fails instead of blocking ``up``. ``endpoint_url`` overrides
     ``AWS_ENDPOINT_URL``; fewer ``attempts`` make a listing give up sooner on a scope that fails."""
-    key = (service, region, aws_profile, endpoint_url, attempts, _environment())
+    key = (service, region, aws_profile, endpoint_url, attempts, environment())
     with _lock:  # boto3 sessions are not thread-safe; the clients they make are
         if key not in _clients:
             from botocore.config import Config

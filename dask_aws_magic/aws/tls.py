@@ -34,10 +34,14 @@ class ClusterMaterial:
     worker: CertKey
     client: CertKey
 
-    def node_secret(self, env: dict[str, str] | None = None) -> dict[str, str]:
-        """What the scheduler and workers fetch at boot (never the client's identity)."""
-        return {"ca": self.ca, "scheduler_cert": self.scheduler.cert, "scheduler_key": self.scheduler.key,
-                "worker_cert": self.worker.cert, "worker_key": self.worker.key, "env": json.dumps(env or {})}
+    def node_secret(self, env: dict[str, str] | None = None,
+                    roles: tuple[str, ...] = ("scheduler", "worker")) -> dict[str, str]:
+        """What the nodes of ``roles`` fetch at boot: their own identities only, never the client's."""
+        secret = {"ca": self.ca, "env": json.dumps(env or {})}
+        for role in roles:
+            pair = getattr(self, role)
+            secret[f"{role}_cert"], secret[f"{role}_key"] = pair.cert, pair.key
+        return secret
 
     def client_secret(self) -> dict[str, str]:
         """What ``attach`` from another machine needs: the CA certificate and the client's identity."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from typing import Any
 
-from .base import Backend, BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
+from .base import Backend, BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll, Unverified
 
 ENTRY_POINTS = "dask_aws_magic.backends"
 
 __all__ = ["Backend", "BackendDefaults", "Context", "Discovered", "Discovery", "Plan", "PlannedResource", "Poll",
-           "available", "get_backend", "discoverable_backends"]
+           "Unverified", "available", "get_backend", "discoverable_backends"]
 
 
 @lru_cache(maxsize=1)

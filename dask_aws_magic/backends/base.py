@@ -78,7 +78,26 @@ class Discovered:
     dashboard_link: str | None = None
     created_at: float | None = None
     running: bool = True  # False when only leftovers remain (no live scheduler)
-    owner: str = ""  # who started it (its owner tag); "" when the tag is missing
+    owner: str = ""  # who started it: its manifest's owner on AWS (never the owner tag); "" when unknown
+
+
+@dataclass
+class Unverified:
+    """Resources that carry a cluster's tags but that no proof (the cluster's manifest, a record made
+    on this machine) ties to that cluster: shown apart, never acted on unless named one by one."""
+
+    backend: str
+    cluster_id: str  # as tagged: a claim
+    name: str  # as tagged: a claim
+    owner: str  # as tagged: a claim
+    scope: str  # where they are, in words
+    resources: list[str]  # their ids: instances, security groups, task ARNs...
+    reason: str  # why they are not proven, in a sentence
+    location: dict[str, Any] = field(default_factory=dict)  # what the backend needs to reach them again
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "cluster_id": self.cluster_id, "name": self.name, "owner": self.owner,
+                "scope": self.scope, "resources": list(self.resources), "reason": self.reason}
 
 
 @dataclass
@@ -89,6 +108,7 @@ class Discovery:
     searched: list[str] = field(default_factory=list)  # scopes that answered: "this machine", "us-east-1"...
     failed: list[str] = field(default_factory=list)  # one paragraph per scope that could not be listed
     me: list[str] = field(default_factory=list)  # the caller's own identities in the scopes searched
+    unverified: list[Unverified] = field(default_factory=list)  # tagged, but proven part of no cluster
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,9 @@ class Backend(Protocol):
         """Add or remove workers (``ctx.retire`` first for those that go); return the updated model."""
 
     def logs(self, record: ClusterRecord) -> dict[str, str]: ...
+
+    # Optional: ``remove_unverified(entry, ids)`` removes the resources ``ids`` of an ``Unverified``
+    # entry its discovery reported (the user named them one by one); one line per thing removed.
 
 
 Factory = Callable[[], Backend]

@@ -7,7 +7,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-from ..backends import Discovered, Discovery, discoverable_backends, get_backend
+from ..backends import Discovered, Discovery, Unverified, discoverable_backends, get_backend
 from . import adaptive, registry
 from .connection import identity, security_of
 from .errors import ClusterDead, ClusterNotFound, DaskAwsMagicError, ForeignCluster
@@ -28,6 +28,7 @@ class Survey:
     others: dict[str, int] = field(default_factory=dict)  # clusters of other owners left out, by owner
     failed: list[str] = field(default_factory=list)  # scopes that could not be listed: clusters may hide there
     corrupt: list[str] = field(default_factory=list)  # records that could not be read (skipped)
+    unverified: list[Unverified] = field(default_factory=list)  # tagged, proven no one's cluster: never touched
 
     def incomplete(self, done: str = "") -> DaskAwsMagicError | None:
         """The error to raise when some place could not be listed (clusters there may be billing)."""
@@ -78,7 +79,7 @@ def _untrusted(found: Discovered) -> str | None:
 def recovered(found: Discovered) -> ClusterRecord:
     """A record rebuilt from what a backend found (its settings are unknown)."""
     return ClusterRecord(
-        name=found.name, cluster_id=found.cluster_id, backend=found.backend, profile="(recovered)",
+        name=found.name, cluster_id=found.cluster_id, backend=found.backend, profile=registry.RECOVERED,
         status="running" if found.running else "dead", scheduler_address=found.scheduler_address, owner=found.owner,
         dashboard_link=found.dashboard_link, resources=found.resources,
         workers=len(found.resources.get("workers", {})), created_at=found.created_at or time.time(),
@@ -118,11 +119,22 @@ def find(name: str, owner: str | None = None) -> ClusterRecord:
             f"The cluster {name!r} belongs to {found.owner}, not to you ({', '.join(sorted(me))}). To act on it "
             f"anyway, name its owner: `--owner {found.owner}` (`owner=` in Python)."
         )
+    doubtful = [u for answer in answers.values() for u in answer.unverified if u.name == name]
+    if doubtful:
+        raise ClusterNotFound(unverified_message(name, doubtful))
     known = ", ".join(sorted({r.name for r in registry.scan()[0]} | {d.name for d in discovered})) or "none"
     raise ClusterNotFound(
         f"There is no cluster named {name!r} (clusters: {known}). "
         "Check the name with `%dask_cluster list`, or start it with `%dask_cluster up`."
     )
+
+
+def unverified_message(name: str, entries: list[Unverified]) -> str:
+    """Why a name that only unverified resources carry is nobody's cluster to act on."""
+    ids = [i for entry in entries for i in entry.resources]
+    return (f"No proven cluster is named {name!r}: the resources tagged with that name ({', '.join(ids)}) are "
+            f"unverified: {entries[0].reason}. Nothing acts on them unless you name them: if you know they are "
+            f"yours, `down --unverified {' '.join(ids)}` removes them.")
 
 
 def still_starting(record: ClusterRecord) -> bool:
@@ -186,6 +198,7 @@ def survey(owner: str | None = None) -> Survey:
     me = _identities(answers)
     for name, answer in answers.items():
         result.failed += answer.failed
+        result.unverified += answer.unverified
         if answer.searched:
             result.searched.append(f"{name}: {', '.join(answer.searched)}")
     found_by_id = {d.cluster_id: d for d in discovered}

@@ -23,6 +23,7 @@ from .errors import ClusterNotFound, InvalidName
 from .naming import check_name
 
 LIVE = ("starting", "running")
+RECOVERED = "(recovered)"  # the profile of a record rebuilt from what discovery proved, not made by `up` here
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..backends.base import Plan
 from ..core import inventory, lifecycle
+from ..core.errors import DaskAwsMagicError
 from ..core.operation import Operation, follow
 from ..core.registry import ClusterRecord
 from .handle import ClusterHandle, close_handles, connected_handle
@@ -66,9 +67,19 @@ def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
 
 
 def down(name: str | Iterable[str] | None = None, *, all: bool = False, owner: str | None = None,
-         wait: bool = True) -> list[str] | Operation:
+         wait: bool = True, unverified: Iterable[str] = ()) -> list[str] | Operation:
     """Stop one or more clusters (or all of yours with ``all=True``) and remove what they created.
-    Someone else's cluster is stopped only by name and with ``owner`` naming its owner."""
+    Someone else's cluster is stopped only by name and with ``owner`` naming its owner.
+
+    ``unverified`` (used alone) removes exactly these resources, ids as ``list`` shows them, that carry
+    our tags but that nothing proves belong to a cluster of yours; one line per thing removed."""
+    if unverified:
+        from ..core import unverified as unproven
+
+        if name is not None or all:
+            raise DaskAwsMagicError("Remove unverified resources on their own: `down --unverified ID ...`, "
+                                    "without cluster names or --all.")
+        return unproven.remove(list(unverified))
     names = [name] if isinstance(name, str) else list(name or [])
     for each in [None] if all else names:
         close_handles(each)

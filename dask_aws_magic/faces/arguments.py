@@ -87,6 +87,8 @@ def build_parser(
     down.add_argument("--all", action="store_true", help="every cluster of yours, including ones found by tags")
     down.add_argument("--owner", metavar="OWNER",
                       help="stop a cluster of someone else, named with its owner as `list --all-owners` shows it")
+    down.add_argument("--unverified", nargs="+", default=[], metavar="ID",
+                      help="remove these resources that carry our tags but no proof (ids as `list` shows them)")
 
     listing = sub.add_parser("list", help="list your clusters (registry reconciled with processes and AWS tags)")
     whose = listing.add_mutually_exclusive_group()

@@ -55,6 +55,12 @@ def run(args) -> str:
             return render.clusters(inventory.list_clusters())
         return render.status(lifecycle.status(args.name))
     if command == "down":
+        if args.unverified:
+            from ..core import unverified
+
+            if args.names or args.all:
+                raise UsageProblem("dask-aws-magic down --unverified ID ...: alone, without names or --all.")
+            return "\n".join(unverified.remove(args.unverified))
         if not args.names and not args.all:
             raise UsageProblem("dask-aws-magic down: name the cluster(s), or pass --all.")
         return "\n".join(lifecycle.down(args.names, all=args.all, owner=args.owner)) or "No clusters to stop."

@@ -119,6 +119,12 @@ class DaskClusterMagics(Magics, Configurable):
     def _down(self, args: Any, cell: str | None) -> None:
         from . import api
 
+        if args.unverified:
+            if args.names or args.all:
+                raise UsageError("%dask_cluster down --unverified ID ...: alone, without names or --all.")
+            for line in api.down(unverified=args.unverified):
+                print(line)
+            return
         if not args.names and not args.all:
             raise UsageError("%dask_cluster down: name the cluster(s), e.g. `down local`, or pass --all.")
         for line in api.down(args.names, all=args.all, owner=args.owner):

@@ -315,7 +315,7 @@ class ClusterTable(w.VBox):
             self.refreshed = time.time()
             notes.append(f"Updated {time.strftime('%H:%M:%S', time.localtime(self.refreshed))}.")
             self.notes.value = note_html(" ".join(notes))
-            problems = [*found.failed, *found.corrupt, *found.ignored]
+            problems = [*found.failed, *found.corrupt, *found.ignored, *render.unverified(found.unverified)]
             self.warnings.value = "".join(error_html(p) for p in problems)
             children = (self.header, *(shown or [self.empty]), self.notes, self.warnings)
             if children != tuple(self.children):

@@ -51,8 +51,21 @@ def survey(found: Any) -> str:
     if found.others:
         whose = ", ".join(f"{count} of {owner or 'no owner tag'}" for owner, count in sorted(found.others.items()))
         lines.append(f"Not shown: clusters of other owners ({whose}); `list --all-owners` shows them.")
+    lines += unverified(found.unverified)
     lines += [f"warning: {problem}" for problem in [*found.corrupt, *found.ignored]]
     return "\n".join(lines)
+
+
+def unverified(entries: Sequence[Any]) -> list[str]:
+    """Resources that carry our tags without a proof: each with its claim and why it is not believed."""
+    if not entries:
+        return []
+    lines = ["Unverified: they carry dask-aws-magic tags, but nothing proves they belong to a cluster; nothing "
+             "acts on them unless you name them (`down --unverified ID ...`):"]
+    for entry in entries:
+        claim = f"tagged as cluster {entry.name or '?'} ({entry.cluster_id or 'no id'}) of {entry.owner or 'no owner'}"
+        lines.append(f"  {', '.join(entry.resources)} ({entry.backend}, {entry.scope}): {claim}; {entry.reason}")
+    return lines
 
 
 def plan(p: Plan) -> str:

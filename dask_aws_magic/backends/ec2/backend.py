@@ -12,13 +12,16 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...aws import iam, network, secrets
-from ...aws.scopes import LIST_ATTEMPTS
+from ...aws import iam, manifest, network, secrets
+from ...aws.scopes import LIST_ATTEMPTS, Scope
 from ...aws.session import aws, credentials_available
-from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
+from ...aws.tags import tag_list, tagged_security_groups
+from ...core.errors import AwsError
 from .. import dask_commands
-from ..base import BackendDefaults, Context, Discovery, Plan, Poll
+from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
+from ..proof import made_here
+from ..proof import read as read_manifest
 from . import discovery, instances, placement, planning
 from .model import EC2Resources
 
@@ -30,7 +33,7 @@ RUNNING = ("pending", "running")
 PROFILE_PROPAGATION = 60.0  # seconds a new instance profile may take to be usable by RunInstances
 PROFILE_OPTION = "instance.iam_instance_profile"
 PROFILE_INSTEAD = ("an instance profile that already exists; no role is created, and that profile's role may "
-                   "read the cluster's secret")
+                   "read the secret of the role it is given to")
 
 
 def _ec2(record: ClusterRecord) -> Any:
@@ -47,6 +50,27 @@ def _where(record: ClusterRecord) -> str:
 def _sandbox_gone(record: ClusterRecord) -> bool:
     """True when the cluster was made in an emulated AWS that has stopped (a kernel restart): it is gone."""
     return discovery.scope_of(record).stopped_sandbox
+
+
+def _token(record: ClusterRecord, role: str) -> str:
+    """A new ClientToken base for one launch of ``role`` (retries within it share it; a later ``scale``
+    gets its own)."""
+    return f"{record.cluster_id}-{uuid.uuid4().hex[:8]}-{role}"
+
+
+def _group_name(record: ClusterRecord) -> str:
+    return f"dask-aws-magic-{record.name}-{record.cluster_id}"
+
+
+def _new_manifest(record: ClusterRecord, protocol: str, tokens: list[str]) -> manifest.Manifest:
+    """What the cluster will be made of, by the names and ClientToken bases it will carry."""
+    made = manifest.Manifest(cluster=record.name, cluster_id=record.cluster_id, backend="ec2", owner=record.owner,
+                             protocol=protocol, tokens=tokens)
+    made.expect("security-group", _group_name(record))
+    made.expect("secret", *secrets.node_secret_names(record.cluster_id, True).values(),
+                secrets.client_secret_name(record.cluster_id))
+    made.expect("role", *(iam.role_name(record.cluster_id, role) for role in secrets.NODE_ROLES))
+    return made
 
 
 class EC2Backend:
@@ -70,68 +94,77 @@ class EC2Backend:
                              protocol="tls" if s["tls"] else "tcp")
         tags = tag_list(record.name, record.cluster_id, extra=s["roles"]["scheduler"].get("tags"), owner=record.owner)
         ec2 = _ec2(record)
-        # The security group first: discovery finds a cluster by it, and `down` then deletes the
-        # secrets and the role by the names the cluster id gives them, even if this process dies.
+        sm = discovery.scope_of(record).client("secretsmanager")
+        env = dict(s["software"].get("env") or {})
+        material = secrets.new_material(record.name, env, s["tls"])
+        tokens = {role: _token(record, role) for role in secrets.NODE_ROLES}
+        # The manifest first, naming everything that follows: whatever exists when this process dies is
+        # proven its own cluster's (and only the owner can add to it).
+        the_manifest = _new_manifest(record, model.protocol, list(tokens.values()))
+        with aws(f"writing the manifest of {record.name} to Secrets Manager"):
+            model.tls = material.client_secret() if material else None
+            model.client_secret = manifest.create(sm, the_manifest, model.tls, tags)
+            ctx.save(model)
+        ctx.check()
+        # Then the security group: discovery finds a cluster by it, and `down` then deletes the secrets and
+        # the roles by the names the manifest gives them, even if this process dies.
         with aws(f"creating the security group of {record.name}"):
             model.security_group = network.create_security_group(
-                ec2, f"dask-aws-magic-{record.name}-{record.cluster_id}", f"dask-aws-magic cluster {record.name}",
-                tags, s["vpc"],
+                ec2, _group_name(record), f"dask-aws-magic cluster {record.name}", tags, s["vpc"],
             )
             ctx.save(model)
             ctx.check()
             network.authorize_ingress(ec2, model.security_group, s["ingress_cidr"], [planning.INGRESS],
                                       ssh=planning.wants_ssh(s["roles"]))
         ctx.check()
-        self._secrets(ctx, record, model, tags)
-        self._instance_role(ctx, record, model, tags)
-        scheduler = self._run(ctx, ec2, record, model, "scheduler", 1)[0]
+        with aws(f"storing the secrets of {record.name} in Secrets Manager"):
+            model.node_secrets = secrets.create_node_secrets(sm, record.cluster_id, material, env, True, tags)
+            ctx.save(model)
+        ctx.check()
+        self._instance_roles(ctx, record, model, tags)
+        scheduler = self._run(ctx, ec2, record, model, "scheduler", 1, tokens["scheduler"])[0]
         model.scheduler, model.scheduler_ip = scheduler["InstanceId"], scheduler.get("PrivateIpAddress")
         model.scheduler_subnet = scheduler.get("SubnetId")
         ctx.save(model)
         ctx.emit("launch", f"scheduler instance {model.scheduler} launched; launching {s['count']} worker(s)")
-        model.add_workers(self._run(ctx, ec2, record, model, "worker", s["count"]))
+        model.add_workers(self._run(ctx, ec2, record, model, "worker", s["count"], tokens["worker"]))
         ctx.save(model)
+        the_manifest.add_ids("security-group", [str(model.security_group)])
+        the_manifest.add_ids("scheduler", [model.scheduler])
+        the_manifest.add_ids("worker", list(model.workers))
+        with aws(f"recording the instances of {record.name} in its manifest"):
+            manifest.save(sm, the_manifest, model.tls)
         return model
 
-    def _secrets(self, ctx: Context, record: ClusterRecord, model: EC2Resources, tags: list[dict[str, str]]) -> None:
-        """The nodes' secret (their TLS identities and software.env) and the client's."""
-        s = record.settings
-        sm = discovery.scope_of(record).client("secretsmanager")
-        with aws(f"storing the secrets of {record.name} in Secrets Manager"):
-            made = secrets.create_cluster_secrets(sm, record.name, record.cluster_id,
-                                                  dict(s["software"].get("env") or {}), s["tls"], tags)
-        model.node_secret, model.client_secret, model.tls = made.node_secret, made.client_secret, made.client_identity
-        ctx.save(model)
-        ctx.check()
-
-    def _instance_role(self, ctx: Context, record: ClusterRecord, model: EC2Resources,
-                       tags: list[dict[str, str]]) -> None:
-        """Who may read the nodes' secret: a role made for the cluster, or the role of each instance
-        profile the profile names (granted through the secret's resource policy)."""
+    def _instance_roles(self, ctx: Context, record: ClusterRecord, model: EC2Resources,
+                        tags: list[dict[str, str]]) -> None:
+        """Who may read each role's secret: a role made for it, or the role of the instance profile the
+        profile names for it (granted through that secret's resource policy). A worker's role cannot
+        read the scheduler's secret, nor the scheduler's the workers'."""
         roles = record.settings["roles"]
-        doing = f"giving the instances of {record.name} a role"
+        doing = f"giving the instances of {record.name} their roles"
         client = discovery.scope_of(record).client("iam")
-        borrowed = sorted({cfg["iam_instance_profile"] for cfg in roles.values() if cfg.get("iam_instance_profile")})
-        if borrowed:
-            with aws(doing):
-                arns = [iam.role_of_instance_profile(client, name) for name in borrowed]
-                sm = discovery.scope_of(record).client("secretsmanager")
-                secrets.allow_roles(sm, str(model.node_secret), arns)
-        if all(cfg.get("iam_instance_profile") for cfg in roles.values()):
-            return
-        name = iam.role_name(record.cluster_id)
-        policy = iam.secret_read_policy(str(model.node_secret))
-        with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):
-            iam.create_role(client, name, "ec2.amazonaws.com", policy, tags,
-                            f"dask-aws-magic cluster {record.name}: reads its node secret")
-            model.role = name
-            ctx.save(model)
-            iam.create_instance_profile(client, name, tags)
-        ctx.check()
+        sm = discovery.scope_of(record).client("secretsmanager")
+        for role in secrets.NODE_ROLES:
+            secret = model.node_secrets[role]
+            borrowed = roles[role].get("iam_instance_profile")
+            if borrowed:
+                with aws(doing):
+                    secrets.allow_roles(sm, secret, [iam.role_of_instance_profile(client, borrowed)])
+                continue
+            name = iam.role_name(record.cluster_id, role)
+            with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):
+                iam.create_role(client, name, "ec2.amazonaws.com", iam.secret_read_policy(secret), tags,
+                                f"dask-aws-magic cluster {record.name}: its {role} reads its own secret")
+                model.roles[role] = name
+                ctx.save(model)
+                iam.create_instance_profile(client, name, tags)
+            ctx.check()
 
     def _run(self, ctx: Context, ec2: Any, record: ClusterRecord, model: EC2Resources, role: str,
-             count: int) -> list[dict[str, Any]]:
-        """``count`` instances of ``role``; the cancel exception if cancelled before any launched."""
+             count: int, token: str) -> list[dict[str, Any]]:
+        """``count`` instances of ``role``, launched with ClientTokens made from ``token`` (a base the
+        manifest lists); the cancel exception if cancelled before any launched."""
         s = record.settings
         cfg = s["roles"][role]
         where = s["subnets"][role] if "subnets" in s else placement.candidates(  # a record from an older version
@@ -143,8 +176,6 @@ class EC2Backend:
 
         call = instances.request(record, model, role)
         doing = f"launching the {role} instances of {record.name}"
-        # Retries within this call share tokens; a later `scale` must not.
-        token = f"{record.cluster_id}-{uuid.uuid4().hex[:8]}-{role}"
         deadline = time.monotonic() + PROFILE_PROPAGATION
         with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):  # iam:PassRole
             while True:
@@ -156,9 +187,10 @@ class EC2Backend:
                     break
                 except botocore.exceptions.ClientError as exc:
                     # IAM is eventually consistent: a new instance profile may be unknown to EC2 for seconds.
-                    if not (model.role and instances.profile_not_ready(exc) and time.monotonic() < deadline):
+                    if not (model.roles.get(role) and instances.profile_not_ready(exc)
+                            and time.monotonic() < deadline):
                         raise
-                    ctx.emit("launch", f"waiting for the new instance profile {model.role} to reach EC2")
+                    ctx.emit("launch", f"waiting for the new instance profile {model.roles[role]} to reach EC2")
                     ctx.sleep(2.0)
         if not launched:
             ctx.check()
@@ -172,7 +204,7 @@ class EC2Backend:
 
     def poll(self, record: ClusterRecord) -> Poll:
         model = EC2Resources.from_json(record.resources)
-        found = self._describe(record)
+        found = [i for i in self._describe(record) if i["InstanceId"] in model.instance_ids()]  # ours, not tags'
         total = 1 + len(model.workers)
         running = sum(i["State"]["Name"] == "running" for i in found)
         for inst in found:
@@ -221,44 +253,101 @@ class EC2Backend:
     def logs(self, record: ClusterRecord) -> dict[str, str]:
         ec2 = _ec2(record)
         out = {}
-        for inst in sorted(self._describe(record), key=lambda i: (tag_value(i, TAG_ROLE) != "scheduler",
-                                                                  i["InstanceId"])):
-            label = f"{tag_value(inst, TAG_ROLE)} {inst['InstanceId']} ({inst['State']['Name']})"
+        found = self._describe(record)
+        roles = self._roles(record, EC2Resources.from_json(record.resources), found)
+        for inst in sorted((i for i in found if i["InstanceId"] in roles),
+                           key=lambda i: (roles[i["InstanceId"]] != "scheduler", i["InstanceId"])):
+            label = f"{roles[inst['InstanceId']]} {inst['InstanceId']} ({inst['State']['Name']})"
             out[label] = instances.console_output(ec2, inst["InstanceId"]) or "(no console output)"
         return out
 
     # -- change ----------------------------------------------------------------------------
+    def _roles(self, record: ClusterRecord, model: EC2Resources, found: list[dict[str, Any]],
+               proof: manifest.Manifest | None = None) -> dict[str, str]:
+        """Instance id -> role of each instance a proof ties to the cluster: what a record made here
+        lists, then what the manifest proves (read only when needed). Tags prove nothing."""
+        roles = {w: "worker" for w in model.workers} if made_here(record) else {}
+        if made_here(record) and model.scheduler:
+            roles[model.scheduler] = "scheduler"
+        doubtful = [i for i in found if i["InstanceId"] not in roles]
+        if doubtful and proof is None:
+            proof, _ = self._manifest(record)
+        for inst in doubtful:
+            role = discovery.instance_role(proof, inst) if proof is not None else None
+            if role is not None:
+                roles[inst["InstanceId"]] = role
+        return roles
+
+    def _manifest(self, record: ClusterRecord) -> tuple[manifest.Manifest | None, str]:
+        """The cluster's manifest, or None and why there is none to read."""
+        return read_manifest(discovery.scope_of(record), record.name, record.cluster_id)
+
     def terminate(self, ctx: Context, record: ClusterRecord) -> list[str]:
         if _sandbox_gone(record):
             return [f"nothing to remove: the sandbox it ran in ({record.settings.get('endpoint_url')}) has stopped, "
                     "and everything in it went with it"]
         model = EC2Resources.from_json(record.resources)
+        scope = discovery.scope_of(record)
         ec2 = _ec2(record)
-        lines = []
+        lines, left = [], []
         with aws(f"terminating {record.name} in {_where(record)}"):
+            proof, why = self._manifest(record)
+            if proof is None and not made_here(record):
+                raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
+                               "proves its resources are yours. Remove them by their ids, knowingly, with "
+                               "`down --unverified ID ...` (`list` shows them).")
             ctx.emit("teardown", f"terminating the instances of {record.name}")
-            ended = instances.terminate(ec2, record.cluster_id, model.instance_ids(), ctx.sleep)
+            # Those its tags name and those recorded (a tag query just after a launch may not list them yet).
+            tagged = instances.describe(ec2, record.cluster_id)
+            unseen = sorted(set(model.instance_ids()) - {i["InstanceId"] for i in tagged})
+            found = tagged + (instances.by_id(ec2, unseen) if unseen else [])
+            roles = self._roles(record, model, found, proof)
+            live = {i["InstanceId"] for i in found if i["State"]["Name"] != "terminated"}
+            left += [f"instance {i}" for i in sorted(live - set(roles))]
+            ended = instances.terminate(ec2, sorted(set(roles) & (live | set(unseen))), ctx.sleep)
             if ended:
                 lines.append(f"terminated {len(ended)} instance(s)")
-            groups = {g["GroupId"] for g in tagged_security_groups(ec2, record.cluster_id)}
-            for group in sorted(groups | ({model.security_group} if model.security_group else set())):
-                if network.delete_security_group(ec2, group, ctx.sleep):
-                    lines.append(f"deleted security group {group}")
-            # By the names the cluster id gives them: found even when the record was rebuilt from tags.
-            scope = discovery.scope_of(record)
-            deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id)
+            groups = {g["GroupId"]: g for g in tagged_security_groups(ec2, record.cluster_id)}
+            if model.security_group and model.security_group not in groups:  # its tags may be gone
+                groups[model.security_group] = {"GroupId": model.security_group}
+            for gid, group in sorted(groups.items()):
+                if not ((made_here(record) and gid == model.security_group) or (proof is not None and (
+                        proof.has_id("security-group", gid) or proof.has_name("security-group",
+                                                                               group.get("GroupName"))))):
+                    left.append(f"security group {gid}")
+                elif network.delete_security_group(ec2, gid, ctx.sleep):
+                    lines.append(f"deleted security group {gid}")
+            # By the names the manifest gives them (the cluster id's: found even when the record was rebuilt).
+            iam_client = scope.client("iam")
+            role_names = proof.names.get("role") if proof else [
+                iam.role_name(record.cluster_id, role) for role in ("", *secrets.NODE_ROLES)]
+            for name in role_names or []:
+                if iam.delete_role(iam_client, name):
+                    lines.append(f"deleted IAM role and instance profile {name}")
+            deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id,
+                                                     proof.names.get("secret") if proof else None)
             if deleted:
                 lines.append(f"deleted {len(deleted)} secret(s)")
-            if iam.delete_role(scope.client("iam"), iam.role_name(record.cluster_id)):
-                lines.append(f"deleted IAM role and instance profile {iam.role_name(record.cluster_id)}")
+        if left:
+            reason = why or "its manifest does not list them: someone else put this cluster's tags on them"
+            lines.append(f"left {', '.join(left)}: {reason}. If you know they are yours, remove them with "
+                         f"`down --unverified {' '.join(x.split()[-1] for x in left)}`")
         return lines or ["nothing left on AWS"]
 
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> EC2Resources:
         model = EC2Resources.from_json(record.resources)
-        live = [i for i in self._describe(record)
-                if tag_value(i, TAG_ROLE) == "worker" and i["State"]["Name"] in RUNNING]
+        found = self._describe(record)
+        roles = self._roles(record, model, found)
+        live = [i for i in found if roles.get(i["InstanceId"]) == "worker" and i["State"]["Name"] in RUNNING]
         if workers > len(live):
-            model.add_workers(self._run(ctx, _ec2(record), record, model, "worker", workers - len(live)))
+            token = _token(record, "worker")
+            proof = self._extend_manifest(record, token)
+            launched = self._run(ctx, _ec2(record), record, model, "worker", workers - len(live), token)
+            model.add_workers(launched)
+            if proof is not None:
+                proof.add_ids("worker", [i["InstanceId"] for i in launched])
+                with aws(f"recording the new workers of {record.name} in its manifest"):
+                    manifest.save(discovery.scope_of(record).client("secretsmanager"), proof, model.tls)
         elif workers < len(live):
             newest_first = sorted(live, key=lambda i: i["LaunchTime"], reverse=True)
             surplus = [i["InstanceId"] for i in newest_first[: len(live) - workers]]
@@ -269,3 +358,30 @@ class EC2Backend:
             for instance_id in surplus:
                 model.workers.pop(instance_id, None)
         return model
+
+    def _extend_manifest(self, record: ClusterRecord, token: str) -> manifest.Manifest | None:
+        """Add a launch's ClientToken base to the manifest before the launch (None: a cluster of an older
+        version, which has none)."""
+        proof, why = self._manifest(record)
+        if proof is None:
+            if "older version" in why:
+                return None
+            raise AwsError(f"Cannot add workers to {record.name}: {why}. New workers would be proven nobody's.")
+        proof.tokens.append(token)
+        model = EC2Resources.from_json(record.resources)
+        with aws(f"adding the new workers of {record.name} to its manifest"):
+            manifest.save(discovery.scope_of(record).client("secretsmanager"), proof, model.tls)
+        return proof
+
+    def remove_unverified(self, entry: Unverified, ids: list[str]) -> list[str]:
+        """Terminate the instances and delete the security groups ``ids`` of an unverified entry."""
+        scope = Scope(entry.location["region"], entry.location.get("aws_profile"), entry.location.get("endpoint_url"))
+        ec2 = scope.client("ec2")
+        lines = []
+        with aws(f"removing unverified resources in {scope.describe()}"):
+            ended = instances.terminate(ec2, [i for i in ids if i.startswith("i-")], lambda s: time.sleep(s))
+            lines += [f"terminated instance {i}" for i in ended]
+            for group in (i for i in ids if i.startswith("sg-")):
+                if network.delete_security_group(ec2, group, lambda s: time.sleep(s)):
+                    lines.append(f"deleted security group {group}")
+        return lines

@@ -1,5 +1,7 @@
 """Finding EC2 clusters from their tags alone (a registry from elsewhere, or none at all), in every
-scope a cluster of this machine may live in.
+scope a cluster of this machine may live in. Tags only say where to look: a cluster is made of what
+its proof (:mod:`..proof`: a record made here, else its manifest) ties to it, and whatever else
+carries its tags is reported as unverified.
 
 Where to look: the region of every profile and of every record, each with the credentials profile
 it names, plus the default credentials' own region. Not every region the account has enabled:
@@ -12,9 +14,12 @@ cluster launched here is found even after its profile changed region.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...aws.identity import caller_arn
+from ...aws.manifest import Manifest, Unproven
 from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search
 from ...aws.session import default_region
 from ...aws.tags import (
@@ -22,14 +27,13 @@ from ...aws.tags import (
     TAG_CLUSTER,
     TAG_CLUSTER_ID,
     TAG_OWNER,
-    TAG_PROTOCOL,
-    TAG_ROLE,
     tag_value,
     tagged_security_groups,
 )
 from ...core.errors import DaskAwsMagicError
-from ..base import Discovered, Discovery
+from ..base import Discovered, Discovery, Unverified
 from ..dask_commands import endpoints
+from ..proof import Proofs, reason
 from . import instances
 from .model import EC2Resources
 
@@ -85,13 +89,24 @@ def discover(backend: str) -> Discovery:
         scopes = scopes_in_use(backend)
     except Exception as exc:  # the registry or profiles unreadable: say so, never raise
         return Discovery(failed=[f"Could not work out where {backend} clusters may be: {type(exc).__name__}: {exc}"])
-    answered, failed = search(scopes, lambda scope: clusters_in(scope, backend), f"{backend} clusters")
+    return gather(scopes, backend, clusters_in)
+
+
+def gather(scopes: list[Scope], backend: str, list_one: Callable[[Scope, str], list[Discovered | Unverified]],
+           ) -> Discovery:
+    """Run ``list_one`` in every scope; the proven clusters, the unverified resources and where it looked."""
+    answered, failed = search(scopes, lambda scope: list_one(scope, backend), f"{backend} clusters")
     found: dict[str, Discovered] = {}
-    for _, clusters in answered:
-        for item in clusters:
-            found.setdefault(item.cluster_id, item)  # the same account seen with two credentials profiles
+    unverified: list[Unverified] = []
+    for _, items in answered:
+        for item in items:
+            if isinstance(item, Unverified):
+                unverified.append(item)
+            else:
+                found.setdefault(item.cluster_id, item)  # the same account seen with two credentials profiles
     me = [arn for scope, _ in answered if (arn := _arn(scope))]
-    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me)
+    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me,
+                     unverified=list({(u.scope, tuple(u.resources)): u for u in unverified}.values()))
 
 
 def _arn(scope: Scope) -> str | None:
@@ -103,38 +118,113 @@ def _arn(scope: Scope) -> str | None:
         return None
 
 
-def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
-    """Every cluster with a live instance or a security group in ``scope``."""
+@dataclass
+class _Tagged:
+    """What carries one cluster id's tags in a scope."""
+
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+def clusters_in(scope: Scope, backend: str) -> list[Discovered | Unverified]:
+    """Every cluster with a live instance or a security group in ``scope``, built from what its proof
+    ties to it; what carries its tags without the proof comes back apart, as unverified."""
     ec2 = scope.client("ec2", attempts=LIST_ATTEMPTS)
-    found: dict[str, tuple[Discovered, EC2Resources]] = {}
-
-    def entry(resource: dict[str, Any], launched: Any = None) -> tuple[Discovered, EC2Resources]:
-        cluster_id = tag_value(resource, TAG_CLUSTER_ID) or ""
-        if cluster_id not in found:
-            item = Discovered(name=tag_value(resource, TAG_CLUSTER) or cluster_id, cluster_id=cluster_id,
-                              backend=backend, resources={}, running=False,
-                              owner=tag_value(resource, TAG_OWNER) or "",
-                              created_at=launched.timestamp() if launched else None)
-            found[cluster_id] = (item, EC2Resources(region=scope.region, aws_profile=scope.aws_profile,
-                                                    endpoint_url=scope.endpoint_url))
-        return found[cluster_id]
-
+    tagged: dict[str, _Tagged] = {}
     for inst in instances.describe(ec2, states=instances.LIVE_STATES):
-        if tag_value(inst, TAG_BACKEND) not in (None, backend):
-            continue  # another backend's (ecs: its container instances)
-        item, model = entry(inst, inst.get("LaunchTime"))
-        if tag_value(inst, TAG_ROLE) != "scheduler":
+        if tag_value(inst, TAG_BACKEND) in (None, backend):  # not another backend's (ecs: container instances)
+            tagged.setdefault(tag_value(inst, TAG_CLUSTER_ID) or "", _Tagged()).instances.append(inst)
+    for group in tagged_security_groups(ec2):
+        if tag_value(group, TAG_BACKEND) in (None, backend):
+            tagged.setdefault(tag_value(group, TAG_CLUSTER_ID) or "", _Tagged()).groups.append(group)
+    proofs = Proofs(scope, backend)
+    found: list[Discovered | Unverified] = []
+    for cluster_id, things in tagged.items():
+        found += _verify(scope, backend, cluster_id, things, proofs)
+    return found
+
+
+def _verify(scope: Scope, backend: str, cluster_id: str, things: _Tagged,
+            proofs: Proofs) -> list[Discovered | Unverified]:
+    """The cluster ``cluster_id`` as its proof shows it, and what carries its tags unproven."""
+    record = proofs.record(cluster_id)
+    known = EC2Resources.from_json(record.resources) if record is not None else None
+
+    def by_record(resource: dict[str, Any]) -> bool:
+        return known is not None and (resource.get("InstanceId") in known.instance_ids()
+                                      or resource.get("GroupId") == known.security_group)
+
+    manifest, why = None, ""
+    doubtful = [r for r in things.instances + things.groups if not by_record(r)]
+    if doubtful:
+        try:
+            manifest = proofs.manifest(cluster_id, lambda m: all(_proves(m, r) for r in doubtful))
+            why = (f"the manifest of {manifest.cluster} ({cluster_id}) does not list them: someone put its tags on "
+                   "resources it never launched (instances with another ClientToken, groups of another name)")
+            if manifest.backend != backend:
+                why, manifest = f"the manifest of {cluster_id} is of the {manifest.backend} backend", None
+        except Unproven as exc:
+            why = reason(exc)
+    proven = [r for r in things.instances + things.groups
+              if by_record(r) or (manifest is not None and _proves(manifest, r))]
+    unproven = [r for r in things.instances + things.groups if r not in proven]
+    out: list[Discovered | Unverified] = []
+    if proven:
+        out.append(_cluster(scope, backend, cluster_id, proven, record, manifest))
+    if unproven:
+        first = unproven[0]
+        out.append(Unverified(
+            backend=backend, cluster_id=cluster_id, name=tag_value(first, TAG_CLUSTER) or "",
+            owner=tag_value(first, TAG_OWNER) or "", scope=str(scope),
+            resources=[r.get("InstanceId") or r["GroupId"] for r in unproven], reason=why,
+            location={"region": scope.region, "aws_profile": scope.aws_profile, "endpoint_url": scope.endpoint_url}))
+    return out
+
+
+def _proves(manifest: Manifest, resource: dict[str, Any]) -> bool:
+    if "InstanceId" in resource:
+        return instance_role(manifest, resource) is not None
+    return manifest.has_id("security-group", resource["GroupId"]) or manifest.has_name(
+        "security-group", resource.get("GroupName"))
+
+
+def instance_role(manifest: Manifest, instance: dict[str, Any]) -> str | None:
+    """``scheduler`` or ``worker`` when the manifest proves ``instance`` one of its cluster's, else None:
+    by the ClientToken it was launched with, or by its id as recorded after the launch."""
+    role = manifest.token_role(instance.get("ClientToken"))
+    if role in ("scheduler", "worker"):
+        return role
+    return next((r for r in ("scheduler", "worker") if manifest.has_id(r, instance["InstanceId"])), None)
+
+
+def _cluster(scope: Scope, backend: str, cluster_id: str, proven: list[dict[str, Any]],
+             record: ClusterRecord | None, manifest: Manifest | None) -> Discovered:
+    """A cluster made of ``proven`` resources only; its name, owner and protocol from its proof."""
+    known = EC2Resources.from_json(record.resources) if record is not None else None
+    model = EC2Resources(region=scope.region, aws_profile=scope.aws_profile, endpoint_url=scope.endpoint_url)
+    if manifest is not None:
+        name, owner, model.protocol = manifest.cluster, manifest.owner, manifest.protocol
+    else:
+        assert record is not None and known is not None
+        name, owner, model.protocol = record.name, record.owner, known.protocol
+    item = Discovered(name=name, cluster_id=cluster_id, backend=backend, resources={}, running=False, owner=owner)
+    for resource in proven:
+        if "GroupId" in resource:
+            model.security_group = resource["GroupId"]
+            continue
+        inst = resource
+        launched = inst.get("LaunchTime")
+        if launched is not None and (item.created_at is None or launched.timestamp() < item.created_at):
+            item.created_at = launched.timestamp()
+        is_scheduler = (known is not None and inst["InstanceId"] == known.scheduler) or (
+            manifest is not None and instance_role(manifest, inst) == "scheduler")
+        if not is_scheduler:
             model.add_workers([inst])
         elif inst["State"]["Name"] in ("pending", "running"):  # stopping or stopped: the cluster is dead
             model.scheduler, model.scheduler_ip = inst["InstanceId"], inst.get("PrivateIpAddress")
             item.running = True
             ip = inst.get("PublicIpAddress") or inst.get("PrivateIpAddress")
-            model.protocol = "tcp" if tag_value(inst, TAG_PROTOCOL) == "tcp" else "tls"
             if ip:
                 item.scheduler_address, item.dashboard_link = endpoints(ip, model.protocol)
-    for group in tagged_security_groups(ec2):
-        if tag_value(group, TAG_BACKEND) in (None, backend):
-            entry(group)[1].security_group = group["GroupId"]
-    for item, model in found.values():
-        item.resources = model.to_json()
-    return [item for item, _ in found.values()]
+    item.resources = model.to_json()
+    return item

@@ -1,5 +1,5 @@
 """EC2 instances of a cluster: launching (spot in every allowed subnet, then on-demand), describing,
-terminating (what the tags and the record name), and reading what they printed or were given."""
+terminating (what the cluster's proof names), and reading what they printed or were given."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def node_spec(record: ClusterRecord, model: EC2Resources, role: str) -> userdata
     s = record.settings
     return userdata.NodeSpec(
         role=role, cluster=record.name, cluster_id=record.cluster_id,
-        software=userdata.Software(**s["software"]), secret=str(model.node_secret), tls=model.protocol == "tls",
+        software=userdata.Software(**s["software"]), secret=model.node_secrets[role], tls=model.protocol == "tls",
         scheduler_ip=model.scheduler_ip if role == "worker" else None,
         nprocs=s["nprocs"], nthreads=s["nthreads"], memory=s["memory"],
         idle_timeout=s["idle_timeout"] if role == "scheduler" else 0.0, max_lifetime=s["max_lifetime"],
@@ -68,7 +68,7 @@ def request(record: ClusterRecord, model: EC2Resources, role: str) -> dict[str, 
     }
     if cfg.get("key_name"):
         call["KeyName"] = cfg["key_name"]
-    profile = cfg.get("iam_instance_profile") or model.role
+    profile = cfg.get("iam_instance_profile") or model.roles.get(role)
     if profile:
         call["IamInstanceProfile"] = {"Name": profile}
     if cfg.get("root_volume_gb"):
@@ -93,7 +93,7 @@ def run(ec2: Any, call: dict[str, Any], count: int, *, spot: bool, where: list[S
             if cancelled():
                 return launched
             attempt_call = dict(call, MinCount=1, MaxCount=count - len(launched),
-                                ClientToken=f"{token}-{attempt}-{market}-{len(launched)}",
+                                ClientToken=attempt_token(token, attempt, market),
                                 **placement.network(subnet, security_group, want_public))
             if market == "spot":
                 attempt_call["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
@@ -115,20 +115,22 @@ def run(ec2: Any, call: dict[str, Any], count: int, *, spot: bool, where: list[S
     raise type(error)(f"{error} More zones may be allowed with `instance.zones`.")
 
 
+def attempt_token(token: str, attempt: int, market: str) -> str:
+    """The ``ClientToken`` of one attempt of a launch whose token base is ``token`` (the cluster's
+    manifest lists the base: any instance carrying a token made from it is proven the cluster's)."""
+    return f"{token}-{attempt}-{market}"
+
+
 def profile_not_ready(exc: BaseException) -> bool:
     """True when RunInstances refused an instance profile IAM has not yet propagated to EC2."""
     return error_code(exc) == "InvalidParameterValue" and "instance profile" in str(exc).lower()
 
 
-def terminate(ec2: Any, cluster_id: str, recorded: list[str], sleep: Callable[[float], None],
-              timeout: float = TERMINATE_WAIT) -> list[str]:
-    """Terminate every instance of the cluster: those its tags name and those recorded (a tag query
-    just after a launch may not list them yet), then wait until AWS says they are terminated.
-    Returns the ids terminated."""
+def terminate(ec2: Any, ids: list[str], sleep: Callable[[float], None], timeout: float = TERMINATE_WAIT) -> list[str]:
+    """Terminate the instances ``ids`` (those AWS no longer knows are skipped) and wait until AWS says
+    they are terminated. Returns the ids terminated."""
     import botocore.exceptions
 
-    seen = {i["InstanceId"]: i["State"]["Name"] for i in describe(ec2, cluster_id)}
-    ids = sorted({i for i, state in seen.items() if state != "terminated"} | (set(recorded) - set(seen)))
     if not ids:
         return []
     try:
@@ -137,13 +139,13 @@ def terminate(ec2: Any, cluster_id: str, recorded: list[str], sleep: Callable[[f
         if error_code(exc) != "InvalidInstanceID.NotFound":
             raise
         # A recorded instance AWS no longer knows (long gone): keep those it still knows.
-        ids = sorted({i["InstanceId"] for i in _by_id(ec2, ids) if i["State"]["Name"] != "terminated"})
+        ids = sorted({i["InstanceId"] for i in by_id(ec2, ids) if i["State"]["Name"] != "terminated"})
         if not ids:
             return []
         ec2.terminate_instances(InstanceIds=ids)
     deadline = time.monotonic() + timeout
     while True:
-        left = [i["InstanceId"] for i in _by_id(ec2, ids) if i["State"]["Name"] != "terminated"]
+        left = [i["InstanceId"] for i in by_id(ec2, ids) if i["State"]["Name"] != "terminated"]
         if not left:
             return ids
         if time.monotonic() > deadline:
@@ -151,7 +153,7 @@ def terminate(ec2: Any, cluster_id: str, recorded: list[str], sleep: Callable[[f
         sleep(TERMINATE_POLL)
 
 
-def _by_id(ec2: Any, ids: list[str]) -> list[dict[str, Any]]:
+def by_id(ec2: Any, ids: list[str]) -> list[dict[str, Any]]:
     """The instances among ``ids`` that AWS knows (a filter, so an unknown id is no error)."""
     return describe_all(ec2, "describe_instances", INSTANCES, Filters=[{"Name": "instance-id", "Values": ids}])
 

@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass
 class EC2Resources:
-    """The security group, secrets, role and instances of one cluster, and the client's TLS identity
+    """The security group, secrets, roles and instances of one cluster, and the client's TLS identity
     (None without TLS, or when the record was rebuilt from tags: it is then read from the client secret)."""
 
     region: str
@@ -16,9 +16,9 @@ class EC2Resources:
     endpoint_url: str | None = None  # where its AWS calls went, when not AWS itself (the sandbox)
     protocol: str = "tls"  # or "tcp" when the profile turned TLS off
     security_group: str | None = None
-    node_secret: str | None = None  # ARN of the nodes' secret
-    client_secret: str | None = None  # ARN of the client's identity
-    role: str | None = None  # the instance role and profile created for the cluster (same name)
+    node_secrets: dict[str, str] = field(default_factory=dict)  # node role -> ARN of its secret (its own identity)
+    client_secret: str | None = None  # ARN of the manifest and the client's identity
+    roles: dict[str, str] = field(default_factory=dict)  # node role -> the instance role and profile made for it
     scheduler: str | None = None  # instance id
     scheduler_ip: str | None = None  # private address, known from RunInstances before it boots
     scheduler_subnet: str | None = None  # where the workers go first (no traffic across zones)
@@ -30,10 +30,15 @@ class EC2Resources:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EC2Resources:
-        known = {name: data.get(name) for name in cls.__dataclass_fields__ if name not in ("workers", "protocol")}
+        mappings = ("workers", "protocol", "node_secrets", "roles")
+        known = {name: data.get(name) for name in cls.__dataclass_fields__ if name not in mappings}
+        both = ("scheduler", "worker")  # a record of an older version: one secret and one role for both
+        node_secrets = data.get("node_secrets") or {r: data["node_secret"] for r in both if data.get("node_secret")}
+        roles = data.get("roles") or {r: data["role"] for r in both if data.get("role")}
         return cls(**{**known, "region": data.get("region", "")},
                    protocol=data.get("protocol") or ("tls" if data.get("tls") else "tcp"),
-                   workers={k: dict(v) for k, v in (data.get("workers") or {}).items()})
+                   workers={k: dict(v) for k, v in (data.get("workers") or {}).items()},
+                   node_secrets=dict(node_secrets), roles=dict(roles))
 
     def security(self) -> Any | None:
         """The client's ``distributed.Security``, None without TLS."""

@@ -95,16 +95,16 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
         resources.append(PlannedResource("instance", role, n, detail, hourly_cost=(price or 0.0) * n,
                                          spot_hourly_cost=None if spot is None else spot * n))
     tls = network.get("tls", True)
-    resources.append(PlannedResource(
-        "secret", "nodes", 1, "Secrets Manager: the nodes' TLS identities and software.env, read at boot",
-        hourly_cost=secrets.HOURLY_COST))
-    if tls:
-        resources.append(PlannedResource("secret", "client", 1, "Secrets Manager: the client's identity, for "
-                                          "`attach` from another machine", hourly_cost=secrets.HOURLY_COST))
-    own_role = [role for role, cfg in roles.items() if not cfg.get("iam_instance_profile")]
-    if own_role:
-        resources.append(PlannedResource("iam-role", " and ".join(own_role), 1, "instance role and profile that "
-                                         "may read the nodes' secret, nothing else"))
+    for role in secrets.NODE_ROLES:
+        resources.append(PlannedResource(
+            "secret", role, 1, f"Secrets Manager: the {role}'s TLS identity and software.env, read at boot",
+            hourly_cost=secrets.HOURLY_COST))
+    resources.append(PlannedResource("secret", "client", 1, "Secrets Manager: the cluster's manifest (what proves "
+                                     "its resources yours), and the client's identity for `attach` from another "
+                                     "machine", hourly_cost=secrets.HOURLY_COST))
+    for role in (role for role, cfg in roles.items() if not cfg.get("iam_instance_profile")):
+        resources.append(PlannedResource("iam-role", role, 1, f"instance role and profile that may read the {role}'s "
+                                         "secret, nothing else"))
     if roles["scheduler"].get("spot"):
         notes.append("the scheduler runs on-demand whatever `spot` says: a spot interruption would end the cluster")
     notes = [

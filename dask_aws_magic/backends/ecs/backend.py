@@ -13,14 +13,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...aws import iam, network, secrets
-from ...aws.scopes import LIST_ATTEMPTS
+from ...aws import iam, manifest, network, secrets
+from ...aws.scopes import LIST_ATTEMPTS, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
 from .. import dask_commands
-from ..base import BackendDefaults, Context, Discovery, Plan, Poll
+from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
+from ..proof import made_here
+from ..proof import read as read_manifest
 from . import container, discovery, infra, keeper, logs, planning, sizes, tasks
 from .model import ECSResources, task_id
 
@@ -31,6 +33,10 @@ REGISTER_WAIT = 600.0  # seconds new container instances may take to join the cl
 SPOT_STOP = "SpotInterruption"
 SHUTDOWN_WAIT = 20.0  # seconds `down` gives Dask to close its tasks before stopping them one by one
 WORKERS_FOLLOW = 5.0  # seconds the workers get once their scheduler has stopped
+
+
+def _group_name(record: ClusterRecord) -> str:
+    return f"dask-aws-magic-{record.name}-{record.cluster_id}"
 
 
 def _client(record: ClusterRecord, service: str, attempts: int | None = None) -> Any:
@@ -69,7 +75,7 @@ class _ECSTasks:
                              protocol="tls" if s["tls"] else "tcp", keep_logs=s["keep_logs"])
         tags = self._tags(record)
         names = infra.names(record.name, record.cluster_id)
-        self._secrets(ctx, record, model, tags)
+        self._secrets(ctx, record, model, tags, names)
         with aws(f"creating the log group of {record.name}"):
             model.log_group = infra.create_log_group(_client(record, "logs"), names["log_group"], s["log_retention"],
                                                      tags)
@@ -88,8 +94,7 @@ class _ECSTasks:
             ec2 = _client(record, "ec2")
             with aws(f"creating the security group of {record.name}"):
                 model.security_group = network.create_security_group(
-                    ec2, f"dask-aws-magic-{record.name}-{record.cluster_id}", f"dask-aws-magic cluster {record.name}",
-                    tags, s["vpc"])
+                    ec2, _group_name(record), f"dask-aws-magic cluster {record.name}", tags, s["vpc"])
                 ctx.save(model)
                 ctx.check()
                 network.authorize_ingress(ec2, model.security_group, s["ingress_cidr"], [planning.INGRESS])
@@ -117,16 +122,42 @@ class _ECSTasks:
             ctx.save(model)
         return model
 
-    def _secrets(self, ctx: Context, record: ClusterRecord, model: ECSResources, tags: list[dict[str, str]]) -> None:
-        """The nodes' secret (TLS identities, software.env), resolved by ECS into the containers, and the
-        client's identity."""
+    def _secrets(self, ctx: Context, record: ClusterRecord, model: ECSResources, tags: list[dict[str, str]],
+                 names: dict[str, str]) -> None:
+        """The manifest first (naming everything the cluster will be made of, so whatever exists when this
+        process dies is proven its own), then the nodes' secret (TLS identities, software.env), which ECS
+        resolves into each container: each role's own keys only."""
         s = record.settings
-        with aws(f"storing the secrets of {record.name} in Secrets Manager"):
-            made = secrets.create_cluster_secrets(_client(record, "secretsmanager"), record.name, record.cluster_id,
-                                                  dict(s["software"].get("env") or {}), s["tls"], tags)
-        model.node_secret, model.client_secret, model.tls = made.node_secret, made.client_secret, made.client_identity
-        ctx.save(model)
+        sm = _client(record, "secretsmanager")
+        env = dict(s["software"].get("env") or {})
+        material = secrets.new_material(record.name, env, s["tls"])
+        with aws(f"writing the manifest of {record.name} to Secrets Manager"):
+            model.tls = material.client_secret() if material else None
+            model.client_secret = manifest.create(sm, self._new_manifest(record, names), model.tls, tags)
+            ctx.save(model)
         ctx.check()
+        with aws(f"storing the secrets of {record.name} in Secrets Manager"):
+            model.node_secret = secrets.create_node_secrets(sm, record.cluster_id, material, env, False, tags)["nodes"]
+            ctx.save(model)
+        ctx.check()
+
+    def _new_manifest(self, record: ClusterRecord, names: dict[str, str]) -> manifest.Manifest:
+        """What the cluster will be made of, by the names it will carry (its tasks: ``startedBy`` its id,
+        in its ECS cluster, of its task-definition families)."""
+        s = record.settings
+        made = manifest.Manifest(cluster=record.name, cluster_id=record.cluster_id, backend=self.name,
+                                 owner=record.owner, protocol="tls" if s["tls"] else "tcp")
+        made.expect("ecs-cluster", s["cluster"] or names["cluster"])
+        made.expect("family", *(f"{names['family']}-{role}" for role in secrets.NODE_ROLES))
+        made.expect("log-group", names["log_group"])
+        made.expect("security-group", _group_name(record))
+        made.expect("secret", secrets.node_secret_name(record.cluster_id),
+                    secrets.client_secret_name(record.cluster_id))
+        made.expect("role", *(iam.role_name(record.cluster_id, purpose) for purpose in ("execution", "instances")))
+        made.expect("autoscaling-group", names["asg"])
+        made.expect("launch-template", names["template"])
+        made.expect("efs-token", record.cluster_id)
+        return made
 
     def _roles(self, ctx: Context, record: ClusterRecord, model: ECSResources, tags: list[dict[str, str]]) -> None:
         """The task execution role (image pull, logs, the node secret): the profile's, or one made for
@@ -381,11 +412,25 @@ class _ECSTasks:
         if model.keeper:
             keeper.stop(model.keeper)
         lines: list[str] = []
+        unproven: list[str] = []
         with aws(f"removing {record.name} in {scope.describe()}"):
+            proof, why = self._manifest(record)
+            if proof is None and not made_here(record):
+                raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
+                               "proves its resources are yours. Remove them by their ids, knowingly, with "
+                               "`down --unverified ID ...` (`list` shows them).")
             ecs, ec2 = scope.client("ecs"), scope.client("ec2")
             cluster = model.ecs_cluster or names["cluster"]
             ctx.emit("teardown", f"stopping the tasks of {record.name}")
-            known = self._cluster_tasks(ecs, cluster, record.cluster_id, model)
+            known: list[dict[str, Any]] = []
+            families = {f"{names['family']}-{role}" for role in secrets.NODE_ROLES}
+            recorded = set(model.task_arns()) if made_here(record) else set()
+            for task in self._cluster_tasks(ecs, cluster, record.cluster_id, model):
+                family = task.get("taskDefinitionArn", "").rsplit("/", 1)[-1].rsplit(":", 1)[0]
+                if task["taskArn"] in recorded or (task.get("startedBy") == record.cluster_id and family in families):
+                    known.append(task)
+                else:
+                    unproven.append(task["taskArn"])
             live = [t["taskArn"] for t in known if t.get("lastStatus") != "STOPPED"]
             if live:
                 # Dask closes itself and every worker: their tasks end with no StopTask per task
@@ -411,18 +456,56 @@ class _ECSTasks:
             keep = model.keep_logs or record.settings.get("keep_logs")
             if not keep and infra.delete_log_group(scope.client("logs"), group):
                 lines.append(f"deleted log group {group}")
-            groups = {g["GroupId"] for g in tagged_security_groups(ec2, record.cluster_id)}
-            for sg in sorted(groups | ({model.security_group} if model.security_group else set())):
+            groups = set()
+            for group in tagged_security_groups(ec2, record.cluster_id):
+                gid = group["GroupId"]
+                if (made_here(record) and gid == model.security_group) or group["GroupName"] == _group_name(record) \
+                        or (proof is not None and proof.has_id("security-group", gid)):
+                    groups.add(gid)
+                else:
+                    unproven.append(gid)
+            if model.security_group and made_here(record):
+                groups.add(model.security_group)
+            for sg in sorted(groups):
                 if network.delete_security_group(ec2, sg, ctx.sleep):
                     lines.append(f"deleted security group {sg}")
-            deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id)
-            if deleted:
-                lines.append(f"deleted {len(deleted)} secret(s)")
             iam_client = scope.client("iam")
             for purpose in ("execution", "instances"):
                 if iam.delete_role(iam_client, iam.role_name(record.cluster_id, purpose)):
                     lines.append(f"deleted IAM role {iam.role_name(record.cluster_id, purpose)}")
+            deleted = secrets.delete_cluster_secrets(  # the manifest last
+                scope.client("secretsmanager"), record.cluster_id, proof.names.get("secret") if proof else [
+                    secrets.node_secret_name(record.cluster_id), secrets.client_secret_name(record.cluster_id)])
+            if deleted:
+                lines.append(f"deleted {len(deleted)} secret(s)")
+        if unproven:
+            reason = why or "its manifest does not list them: someone else put this cluster's tags on them"
+            lines.append(f"left {', '.join(unproven)}: {reason}. If you know they are yours, remove them with "
+                         f"`down --unverified {' '.join(unproven)}`")
         return lines or ["nothing left on AWS"]
+
+    def _manifest(self, record: ClusterRecord) -> tuple[manifest.Manifest | None, str]:
+        """The cluster's manifest, or None and why there is none to read."""
+        return read_manifest(discovery.scope_of(record), record.name, record.cluster_id)
+
+    def remove_unverified(self, entry: Unverified, ids: list[str]) -> list[str]:
+        """Stop the tasks and delete the security groups ``ids`` of an unverified entry."""
+        scope = Scope(entry.location["region"], entry.location.get("aws_profile"), entry.location.get("endpoint_url"))
+        lines = []
+        with aws(f"removing unverified resources in {scope.describe()}"):
+            for arn in (i for i in ids if ":task/" in i):
+                cluster = arn.split("/")[1] if arn.count("/") >= 2 else "default"
+                if tasks.stop(scope.client("ecs"), cluster, [arn], "dask-aws-magic down --unverified"):
+                    tasks.wait_stopped(scope.client("ecs"), cluster, [arn], time.sleep)
+                    lines.append(f"stopped task {arn}")
+            for group in (i for i in ids if i.startswith("sg-")):
+                if network.delete_security_group(scope.client("ec2"), group, time.sleep):
+                    lines.append(f"deleted security group {group}")
+            rest = [i for i in ids if ":task/" not in i and not i.startswith("sg-")]
+            if rest:
+                raise AwsError(f"{', '.join(rest)}: remove these yourself (the ECS console or the AWS CLI); this "
+                               "command removes unverified tasks and security groups only.")
+        return lines
 
     @staticmethod
     def _let_dask_exit(ctx: Context, record: ClusterRecord, ecs: Any, cluster: str, live: list[str]) -> list[str]:

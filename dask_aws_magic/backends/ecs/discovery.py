@@ -1,18 +1,27 @@
 """Finding ECS and Fargate clusters from their tags alone, in every scope in use: task definitions
 (ACTIVE until ``down``), tasks and ECS clusters through the Resource Groups Tagging API (one paged
-call), the scheduler tasks through DescribeTasks (100 per call), and the security groups."""
+call), the scheduler tasks through DescribeTasks (100 per call), and the security groups. Tags only say
+where to look: a cluster is made of what its proof (a record made here, else its manifest: its ECS
+cluster's and task-definition families' names, its tasks' ``startedBy``) ties to it; the rest of what
+carries its tags is reported as unverified."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ...aws.scopes import LIST_ATTEMPTS, Scope, search
-from ...aws.tags import TAG_BACKEND, TAG_CLUSTER, TAG_CLUSTER_ID, TAG_OWNER, TAG_PROTOCOL, TAG_ROLE, describe_all
-from ..base import Discovered, Discovery
+from ...aws.manifest import Manifest, Unproven
+from ...aws.scopes import LIST_ATTEMPTS, Scope
+from ...aws.tags import TAG_BACKEND, TAG_CLUSTER, TAG_CLUSTER_ID, TAG_OWNER, TAG_ROLE, describe_all
+from ..base import Discovered, Discovery, Unverified
 from ..dask_commands import endpoints
-from ..ec2.discovery import _arn, scope_of, scopes_in_use
+from ..ec2.discovery import gather, scope_of, scopes_in_use
+from ..proof import Proofs, reason
 from . import tasks
 from .model import ECSResources
+
+if TYPE_CHECKING:
+    from ...core.registry import ClusterRecord
 
 RESOURCE_TYPES = ["ecs:task", "ecs:cluster", "ecs:task-definition"]
 
@@ -25,78 +34,176 @@ def discover(backend: str) -> Discovery:
         scopes = scopes_in_use(backend)
     except Exception as exc:
         return Discovery(failed=[f"Could not work out where {backend} clusters may be: {type(exc).__name__}: {exc}"])
-    answered, failed = search(scopes, lambda scope: clusters_in(scope, backend), f"{backend} clusters")
-    found: dict[str, Discovered] = {}
-    for _, clusters in answered:
-        for item in clusters:
-            found.setdefault(item.cluster_id, item)
-    me = [arn for scope, _ in answered if (arn := _arn(scope))]
-    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me)
+    return gather(scopes, backend, clusters_in)
 
 
 def _tags(mapping: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in mapping.get("Tags", [])}
 
 
-def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
-    """Every cluster of ``backend`` with a task definition, a task, an ECS cluster or a security group."""
+def _kind(arn: str) -> str:
+    return arn.split(":")[5].split("/")[0]
+
+
+def _family(task_definition_arn: str) -> str:
+    return task_definition_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+
+
+def _task_cluster(arn: str) -> str | None:
+    """The ECS cluster in a task's ARN (new-style ARNs name it)."""
+    return arn.split("/")[1] if arn.count("/") >= 2 else None
+
+
+@dataclass
+class _Tagged:
+    """What carries one cluster id's tags in a scope: ECS resources (ARN -> tags), the scheduler tasks
+    described, security groups."""
+
+    arns: dict[str, dict[str, str]] = field(default_factory=dict)
+    schedulers: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+def clusters_in(scope: Scope, backend: str) -> list[Discovered | Unverified]:
+    """Every cluster of ``backend`` with a task definition, a task, an ECS cluster or a security group,
+    built from what its proof ties to it; the rest of what carries its tags comes back as unverified."""
     tagging = scope.client("resourcegroupstaggingapi", attempts=LIST_ATTEMPTS)
     ec2 = scope.client("ec2", attempts=LIST_ATTEMPTS)
     mine = [{"Key": TAG_BACKEND, "Values": [backend]}]
-    tagged = describe_all(tagging, "get_resources", "ResourceTagMappingList[]", TagFilters=mine,
-                          ResourceTypeFilters=RESOURCE_TYPES)
-    found: dict[str, tuple[Discovered, ECSResources]] = {}
-
-    def entry(tags: dict[str, str]) -> tuple[Discovered, ECSResources]:
-        cluster_id = tags.get(TAG_CLUSTER_ID, "")
-        if cluster_id not in found:
-            item = Discovered(name=tags.get(TAG_CLUSTER) or cluster_id, cluster_id=cluster_id, backend=backend,
-                              resources={}, running=False, owner=tags.get(TAG_OWNER, ""))
-            model = ECSResources(region=scope.region, aws_profile=scope.aws_profile, endpoint_url=scope.endpoint_url,
-                                 protocol="tcp" if tags.get(TAG_PROTOCOL) == "tcp" else "tls")
-            found[cluster_id] = (item, model)
-        return found[cluster_id]
-
-    schedulers: dict[str, list[str]] = {}  # ECS cluster -> scheduler task ARNs
-    for resource in tagged:
+    tagged: dict[str, _Tagged] = {}
+    schedulers: dict[str, list[str]] = {}  # ECS cluster -> scheduler task ARNs (the role tag says where to look)
+    for resource in describe_all(tagging, "get_resources", "ResourceTagMappingList[]", TagFilters=mine,
+                                 ResourceTypeFilters=RESOURCE_TYPES):
         arn, tags = resource["ResourceARN"], _tags(resource)
         if TAG_CLUSTER_ID not in tags:
             continue
-        item, model = entry(tags)
-        kind = arn.split(":")[5].split("/")[0]
-        if kind == "cluster":
-            model.ecs_cluster, model.created_cluster = arn.rsplit("/", 1)[-1], True
-        elif kind == "task-definition":
-            model.task_definitions[tags.get(TAG_ROLE, "task")] = arn
-        elif kind == "task":
-            cluster = arn.split("/")[1] if arn.count("/") >= 2 else (model.ecs_cluster or "default")
-            model.ecs_cluster = model.ecs_cluster or cluster
-            if tags.get(TAG_ROLE) == "scheduler":
-                schedulers.setdefault(cluster, []).append(arn)
+        tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged()).arns[arn] = tags
+        if _kind(arn) == "task" and tags.get(TAG_ROLE) == "scheduler":
+            schedulers.setdefault(_task_cluster(arn) or "default", []).append(arn)
     for cluster, arns in schedulers.items():
         for task in tasks.describe(scope.client("ecs", attempts=LIST_ATTEMPTS), cluster, arns):
-            if task.get("lastStatus") not in tasks.LIVE:
-                continue
-            item, model = entry({t["key"]: t["value"] for t in task.get("tags", [])})
-            item.running, model.scheduler = True, task["taskArn"]
-            model.scheduler_ip = tasks.private_ip(task)
-            reachable = model.scheduler_ip
-            if model.scheduler_ip is not None:  # its own interface (Fargate): the public address, if any
-                reachable = tasks.public_ip(ec2, task) or model.scheduler_ip
-            else:  # host networking: the container instance's address
-                model.scheduler_ip, model.scheduler_public_ip = tasks.instance_addresses(
-                    scope.client("ecs", attempts=LIST_ATTEMPTS), ec2, cluster, task)
-                reachable = model.scheduler_public_ip or model.scheduler_ip
-            created = task.get("createdAt")
-            item.created_at = created.timestamp() if hasattr(created, "timestamp") else None
-            if reachable:
-                item.scheduler_address, item.dashboard_link = endpoints(reachable, model.protocol)
-    groups = describe_all(ec2, "describe_security_groups", "SecurityGroups[]",
-                          Filters=[{"Name": f"tag:{TAG_BACKEND}", "Values": [backend]}])
-    for group in groups:
+            cluster_id = {t["key"]: t["value"] for t in task.get("tags", [])}.get(TAG_CLUSTER_ID, "")
+            if cluster_id in tagged and task.get("lastStatus") in tasks.LIVE:
+                tagged[cluster_id].schedulers.append(task)
+    for group in describe_all(ec2, "describe_security_groups", "SecurityGroups[]",
+                              Filters=[{"Name": f"tag:{TAG_BACKEND}", "Values": [backend]}]):
         tags = _tags(group)
         if TAG_CLUSTER_ID in tags:
-            entry(tags)[1].security_group = group["GroupId"]
-    for item, model in found.values():
-        item.resources = model.to_json()
-    return [item for item, _ in found.values()]
+            tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged()).groups.append(group)
+    proofs = Proofs(scope, backend)
+    found: list[Discovered | Unverified] = []
+    for cluster_id, things in tagged.items():
+        found += _verify(scope, backend, cluster_id, things, proofs, ec2)
+    return found
+
+
+def _proves(manifest: Manifest, kind: str, arn_or_id: str, group_name: str | None = None) -> bool:
+    """Whether the manifest ties one tagged resource to its cluster, by what nobody can change on it."""
+    clusters = manifest.names.get("ecs-cluster", [])
+    if kind == "cluster":
+        return arn_or_id.rsplit("/", 1)[-1] in clusters
+    if kind == "task-definition":
+        return manifest.has_name("family", _family(arn_or_id))
+    if kind == "task":
+        return (_task_cluster(arn_or_id) or "default") in clusters
+    return manifest.has_id("security-group", arn_or_id) or manifest.has_name("security-group", group_name)
+
+
+def _scheduler_proven(manifest: Manifest, task: dict[str, Any]) -> bool:
+    """A scheduler task: started by the cluster (``startedBy``), in its ECS cluster, of its scheduler family."""
+    family = _family(task.get("taskDefinitionArn", ""))
+    return (task.get("startedBy") == manifest.cluster_id and family.endswith("-scheduler")
+            and manifest.has_name("family", family)
+            and task.get("clusterArn", "").rsplit("/", 1)[-1] in manifest.names.get("ecs-cluster", []))
+
+
+def _verify(scope: Scope, backend: str, cluster_id: str, things: _Tagged, proofs: Proofs,
+            ec2: Any) -> list[Discovered | Unverified]:
+    record = proofs.record(cluster_id)
+    known = ECSResources.from_json(record.resources) if record is not None else None
+    recorded = set()
+    if known is not None:
+        recorded = {*known.task_arns(), *known.task_definitions.values(), known.security_group or ""}
+    items = [(_kind(arn), arn, None) for arn in things.arns] + [("group", g["GroupId"], g) for g in things.groups]
+    schedulers = {t["taskArn"]: t for t in things.schedulers}
+    manifest, why = None, ""
+
+    def proven_by(proof: Manifest, kind: str, key: str, group: dict[str, Any] | None) -> bool:
+        if kind == "task" and key in schedulers:
+            return _scheduler_proven(proof, schedulers[key])
+        return _proves(proof, kind, key, group.get("GroupName") if group else None)
+
+    def by_record(kind: str, key: str) -> bool:
+        if known is None:
+            return False
+        if kind == "cluster":
+            return known.created_cluster and key.rsplit("/", 1)[-1] == known.ecs_cluster
+        return key in recorded
+
+    doubtful = [(k, key, g) for k, key, g in items if not by_record(k, key)]
+    if doubtful:
+        try:
+            manifest = proofs.manifest(cluster_id, lambda m: all(proven_by(m, *d) for d in doubtful))
+            why = (f"the manifest of {manifest.cluster} ({cluster_id}) does not list them: someone put its tags on "
+                   "resources it never made")
+            if manifest.backend != backend:
+                why, manifest = f"the manifest of {cluster_id} is of the {manifest.backend} backend", None
+        except Unproven as exc:
+            why = reason(exc)
+    proven = [(k, key, g) for k, key, g in items
+              if by_record(k, key) or (manifest is not None and proven_by(manifest, k, key, g))]
+    unproven = [item for item in items if item not in proven]
+    out: list[Discovered | Unverified] = []
+    if proven:
+        out.append(_cluster(scope, backend, cluster_id, proven, schedulers, record, manifest, ec2))
+    if unproven:
+        first_key = unproven[0][1]
+        tags = things.arns.get(first_key) or _tags(next(g for g in things.groups if g["GroupId"] == first_key))
+        out.append(Unverified(
+            backend=backend, cluster_id=cluster_id, name=tags.get(TAG_CLUSTER, ""), owner=tags.get(TAG_OWNER, ""),
+            scope=str(scope), resources=[key for _, key, _ in unproven], reason=why,
+            location={"region": scope.region, "aws_profile": scope.aws_profile, "endpoint_url": scope.endpoint_url}))
+    return out
+
+
+def _cluster(scope: Scope, backend: str, cluster_id: str, proven: list[tuple[str, str, Any]],
+             schedulers: dict[str, dict[str, Any]], record: ClusterRecord | None, manifest: Manifest | None,
+             ec2: Any) -> Discovered:
+    """A cluster made of its proven resources only; name, owner, protocol and ECS cluster from its proof."""
+    known = ECSResources.from_json(record.resources) if record is not None else None
+    if manifest is not None:
+        name, owner, protocol = manifest.cluster, manifest.owner, manifest.protocol
+        ecs_cluster = (manifest.names.get("ecs-cluster") or [None])[0]
+    else:
+        assert record is not None and known is not None
+        name, owner, protocol, ecs_cluster = record.name, record.owner, known.protocol, known.ecs_cluster
+    item = Discovered(name=name, cluster_id=cluster_id, backend=backend, resources={}, running=False, owner=owner)
+    model = ECSResources(region=scope.region, aws_profile=scope.aws_profile, endpoint_url=scope.endpoint_url,
+                         protocol=protocol, ecs_cluster=ecs_cluster)
+    for kind, key, _ in proven:
+        if kind == "cluster":
+            model.created_cluster = True
+        elif kind == "task-definition":
+            model.task_definitions[_family(key).rsplit("-", 1)[-1]] = key
+        elif kind == "group":
+            model.security_group = key
+        elif key in schedulers:
+            _scheduler(scope, item, model, schedulers[key], ec2)
+    item.resources = model.to_json()
+    return item
+
+
+def _scheduler(scope: Scope, item: Discovered, model: ECSResources, task: dict[str, Any], ec2: Any) -> None:
+    """Where the cluster's live scheduler task is reached."""
+    item.running, model.scheduler = True, task["taskArn"]
+    model.scheduler_ip = tasks.private_ip(task)
+    if model.scheduler_ip is not None:  # its own interface (Fargate): the public address, if any
+        reachable = tasks.public_ip(ec2, task) or model.scheduler_ip
+    else:  # host networking: the container instance's address
+        model.scheduler_ip, model.scheduler_public_ip = tasks.instance_addresses(
+            scope.client("ecs", attempts=LIST_ATTEMPTS), ec2, str(model.ecs_cluster), task)
+        reachable = model.scheduler_public_ip or model.scheduler_ip
+    created = task.get("createdAt")
+    item.created_at = created.timestamp() if hasattr(created, "timestamp") else None
+    if reachable:
+        item.scheduler_address, item.dashboard_link = endpoints(reachable, model.protocol)

@@ -166,9 +166,9 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
                                      "task execution role: image pull, logs, the nodes' secret; nothing else"))
     resources.append(PlannedResource("secret", "nodes", 1, "Secrets Manager: the nodes' TLS identities and "
                                      "software.env, resolved by ECS", hourly_cost=secrets.HOURLY_COST))
-    if tls:
-        resources.append(PlannedResource("secret", "client", 1, "Secrets Manager: the client's identity",
-                                         hourly_cost=secrets.HOURLY_COST))
+    resources.append(PlannedResource("secret", "client", 1, "Secrets Manager: the cluster's manifest (what proves "
+                                     "its resources yours), and the client's identity",
+                                     hourly_cost=secrets.HOURLY_COST))
     if ecs.get("efs"):
         resources.append(PlannedResource("efs", "data", 1, f"EFS mounted at /data ({ecs['efs']})"
                                          if isinstance(ecs["efs"], str) else "a new EFS file system at /data"))
