@@ -19,7 +19,10 @@ from pytest_jupyter.jupyter_core import *  # noqa: F403
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 from pytest_jupyter.pytest_tornasync import *  # noqa: F403
 
+from dask_aws_magic.aws.tags import TAG_CLUSTER, TAG_CLUSTER_ID, TAG_OWNER, TAG_PROTOCOL, TAG_ROLE
 from dask_aws_magic.core import registry
+
+from .test_trust import FORGED_DASHBOARD, _someones_instance, _tag, sb  # noqa: F401 (sb: the sandbox fixture)
 
 API = "dask-aws-magic"
 OPERATION_TIMEOUT = 120.0
@@ -504,3 +507,37 @@ def test_a_plain_http_dashboard_is_proxied_only_when_proven_or_allowed(api, home
         stranger.kill()
         stranger.wait()
         upstream.server.stop()
+
+
+@pytest.mark.sandbox
+def test_a_forged_clusters_dashboard_is_never_proxied(api, sb, home):  # noqa: F811
+    """Issue 16, case 1, through the server: an instance someone tagged as the victim's cluster (its
+    scheduler, plain TCP) serves a page that would use the Jupyter API. The sidebar lists it apart, as
+    unverified, and the proxy never connects to it."""
+    import urllib.request
+
+    forged = _someones_instance(sb, FORGED_DASHBOARD)
+    _tag(sb, [forged], **{TAG_CLUSTER: "prod", TAG_CLUSTER_ID: "dam-0f0f0f0f0f0f", TAG_ROLE: "scheduler",
+                          TAG_PROTOCOL: "tcp", TAG_OWNER: sb.victim_arn})
+    reply = sb.someone.client("ec2").describe_instances(InstanceIds=[forged])
+    page = f"http://{reply['Reservations'][0]['Instances'][0]['PrivateIpAddress']}:8787/status/"
+    deadline = time.monotonic() + 30
+    while True:  # it serves: a proxy that tried would reach it
+        try:
+            with urllib.request.urlopen(page, timeout=2) as answer:
+                assert b"/api/contents" in answer.read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, sb.console_output(forged)
+            time.sleep(0.2)
+    served = sb.console_output(forged).count("GET /status")
+    assert served >= 1  # its log shows who came (our own look above)
+
+    code, listed = api("GET", "clusters")
+    assert code == 200 and listed["clusters"] == []
+    assert [u["resources"] for u in listed["unverified"]] == [[forged]]
+    assert "no manifest" in listed["unverified"][0]["reason"]
+    code, answer = api("GET", "dashboard/prod/status")
+    assert code == 404 and "unverified" in answer["message"], answer
+    assert sb.console_output(forged).count("GET /status") == served  # never contacted
+    assert not list((home / "clusters").glob("*.json"))
