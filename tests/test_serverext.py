@@ -439,6 +439,7 @@ def test_the_capability_opens_one_clusters_dashboard_and_nothing_else(api, tls_d
     assert bare(capability_path.replace("status", "individual-task-stream"), x="1") == 200
     assert bare(f"dashboard/other/{cap}/status") == 403  # another cluster's dashboard
     assert bare("dashboard/secure/~" + "0" * 32 + "/status") == 403
+    assert bare(f"dashboard/nosuch/{cap}/status") == 403  # answered from the registry: no discovery, no AWS call
     assert bare("dashboard/secure/status") == 403  # the entry route needs Jupyter's login
     assert bare("clusters") == 403  # and nothing else of the API opens with it
     registry.remove("other")

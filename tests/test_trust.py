@@ -120,6 +120,11 @@ def test_1_a_forged_cluster_is_listed_unverified_never_recorded_connected_or_pro
     _tag(sb, [forged], **{TAG_CLUSTER: "prod", TAG_CLUSTER_ID: claimed, TAG_ROLE: "scheduler",
                           TAG_PROTOCOL: "tcp", TAG_OWNER: sb.victim_arn, "dask-aws-magic:backend": "ec2"})
 
+    # What an older version wrote when it believed the tags: a record rebuilt from them.
+    registry.write(registry.ClusterRecord(name="prod", cluster_id=claimed, backend="ec2", profile=registry.RECOVERED,
+                                          status="running", dashboard_link="http://127.0.0.1:8787/status",
+                                          resources={"region": "us-east-1", "scheduler": forged}))
+
     found = inventory.survey()
     assert found.clusters == [] and found.others == {}
     [entry] = found.unverified
@@ -127,7 +132,7 @@ def test_1_a_forged_cluster_is_listed_unverified_never_recorded_connected_or_pro
     assert "no manifest" in entry.reason, entry.reason
     shown = render.survey(found)
     assert "Unverified" in shown and forged in shown and "down --unverified" in shown
-    assert not list((home / "clusters").glob("*.json"))  # nothing written to the registry
+    assert not list((home / "clusters").glob("*.json"))  # nothing written to the registry, the old belief gone
     for act in (lambda: dam.attach("prod"), lambda: dam.status("prod"), lambda: inventory.find("prod")):
         with pytest.raises(ClusterNotFound, match="unverified"):
             act()

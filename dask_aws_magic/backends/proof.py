@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aws import manifest as manifests
 from ..aws.manifest import Manifest, Unproven
+from ..aws.scopes import LIST_ATTEMPTS
 from ..aws.session import environment
 from ..core.naming import is_cluster_id
 from ..core.registry import RECOVERED
@@ -65,7 +66,7 @@ class Proofs:
         if kept is not None and (proves(kept) or cluster_id in self._fresh):
             return kept
         if self._sm is None:
-            self._sm = self.scope.client("secretsmanager")
+            self._sm = self.scope.client("secretsmanager", attempts=LIST_ATTEMPTS)  # a listing: reports, never hangs
         stored = manifests.read(self._sm, cluster_id)
         self._fresh.add(cluster_id)
         if stored.manifest is None:

@@ -202,6 +202,7 @@ def survey(owner: str | None = None) -> Survey:
         if answer.searched:
             result.searched.append(f"{name}: {', '.join(answer.searched)}")
     found_by_id = {d.cluster_id: d for d in discovered}
+    _forget_unproven(by_id, found_by_id, result.unverified)
     for found in discovered:
         if found.cluster_id in by_id:
             continue
@@ -236,6 +237,16 @@ def survey(owner: str | None = None) -> Survey:
     result.clusters = sorted(by_id.values(), key=lambda r: r.created_at)
     _ask_schedulers(result.clusters)
     return result
+
+
+def _forget_unproven(by_id: dict[str, ClusterRecord], proven: dict[str, Discovered],
+                     unverified: list[Unverified]) -> None:
+    """Drop the records rebuilt from tags (by an older version) of what no proof ties to a cluster now."""
+    claimed = {entry.cluster_id for entry in unverified}
+    for cluster_id, record in list(by_id.items()):
+        if record.profile == registry.RECOVERED and cluster_id in claimed and cluster_id not in proven:
+            registry.remove(record.name, cluster_id)
+            del by_id[cluster_id]
 
 
 def _scope(record: ClusterRecord) -> str | None:

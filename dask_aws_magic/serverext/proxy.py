@@ -44,7 +44,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool
 from traitlets.config import Configurable
 
-from ..core import inventory
+from ..core import inventory, registry
 from ..core.connection import DashboardIdentity, dashboard_identity
 from ..core.errors import ClusterNotFound, DaskAwsMagicError
 
@@ -279,13 +279,16 @@ class CapabilityProxyHandler(_Proxy):
     """``dashboard/NAME/~CAPABILITY/PATH``: what a sandboxed dashboard page loads (it sends no cookie).
     The capability authenticates; Jupyter's login is not asked for, and nothing else is reachable."""
 
-    async def _checked(self, name: str, given: str) -> None:
+    def _checked(self, name: str, given: str) -> None:
+        """The capability first, from the registry alone: an unauthenticated request costs no AWS call.
+        (The entry route's ``find`` wrote the record of a cluster found elsewhere.)"""
         try:
-            self.record = await self._record(name)
-        except tornado.web.HTTPError:
-            raise tornado.web.HTTPError(403, log_message="Not a dashboard of this server.") from None
-        if not hmac.compare_digest(given, capability_of(self.record.cluster_id)):
+            record = registry.get(name)
+        except DaskAwsMagicError:
+            record = None
+        if record is None or not hmac.compare_digest(given, capability_of(record.cluster_id)):
             raise tornado.web.HTTPError(403, log_message="Not a dashboard of this server.")
+        self.record = record
 
     def check_origin(self, origin: str | None = None) -> bool:
         # A sandboxed page's websocket comes from the opaque origin "null"; the capability authenticates it.
@@ -296,7 +299,7 @@ class CapabilityProxyHandler(_Proxy):
 
     @allow_unauthenticated
     async def get(self, name: str, capability: str, path: str) -> None:
-        await self._checked(name, capability)
+        self._checked(name, capability)
         if self._is_websocket():
             await self._websocket(name, path)
             return
@@ -304,5 +307,5 @@ class CapabilityProxyHandler(_Proxy):
 
     @allow_unauthenticated
     async def post(self, name: str, capability: str, path: str) -> None:
-        await self._checked(name, capability)
+        self._checked(name, capability)
         await self._forward(name, path)
