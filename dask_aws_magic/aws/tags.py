@@ -1,6 +1,8 @@
 """The tags every AWS resource of a cluster carries, and finding resources by them.
 
-Tags are the source of truth: ``list`` and ``down`` work from AWS alone, the registry is a cache.
+Tags say where to look, so ``list`` and ``down`` work from AWS alone (the registry is a cache); they
+prove nothing: anyone allowed to tag can write them. What a cluster is made of is what its manifest
+proves (:mod:`.manifest`).
 """
 
 from __future__ import annotations

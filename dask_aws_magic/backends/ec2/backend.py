@@ -1,7 +1,8 @@
 """The ``ec2`` backend: a scheduler instance and worker instances, started together.
 
-Stateless and tag-driven: every resource carries ``dask-aws-magic:cluster`` and
-``dask-aws-magic:cluster-id``, so ``list`` and ``down`` work from AWS alone. One RunInstances
+Stateless: every resource carries ``dask-aws-magic:cluster`` and ``dask-aws-magic:cluster-id``, so
+``list`` and ``down`` find it from AWS alone, and the cluster's manifest (written first) proves it is
+the cluster's: what only carries the tags is never touched. One RunInstances
 call per role whatever the number of workers; the workers are launched right after the
 scheduler, with its private address from the RunInstances answer, before it has booted.
 """

@@ -2,10 +2,10 @@
 image, on Fargate or on EC2 container instances. One implementation; the two differ in where the
 tasks run (capacity providers and sizes) and in what ``ecs`` creates for them (an auto scaling group).
 
-Stateless and tag-driven, as ``ec2``: everything carries the cluster's tags (and
-``dask-aws-magic:backend``), so ``list`` and ``down`` work from AWS alone. The workers are started
-as soon as the scheduler task has an address (its network interface), not once Dask answers; each
-worker is its own task (RunTask, 10 per call), so ``scale`` is exact.
+Stateless, as ``ec2``: everything carries the cluster's tags (and ``dask-aws-magic:backend``), so
+``list`` and ``down`` find it from AWS alone, and the cluster's manifest (written first) proves it.
+The workers are started as soon as the scheduler task has an address (its network interface), not
+once Dask answers; each worker is its own task (RunTask, 10 per call), so ``scale`` is exact.
 """
 
 from __future__ import annotations
