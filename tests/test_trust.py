@@ -202,6 +202,8 @@ def test_3_flipped_owner_tags_change_nothing(sb, home, tmp_path, monkeypatch):
         {"Name": f"tag:{TAG_CLUSTER_ID}", "Values": [real.cluster_id]}])["Reservations"] for i in r["Instances"]]
     intruder_arn = sb.intruder.client("sts").get_caller_identity()["Arn"]
     _tag(sb, [*tagged, real.resources["security_group"]], **{TAG_OWNER: intruder_arn})
+    [worker] = real.resources["workers"]
+    _tag(sb, [worker], **{TAG_CLUSTER_ID: f"dam-{random.token_hex(6)}"})  # and moves a worker elsewhere
 
     # The intruder's view: it cannot read the manifest, so the cluster is not its own.
     with monkeypatch.context() as env:
@@ -222,10 +224,11 @@ def test_3_flipped_owner_tags_change_nothing(sb, home, tmp_path, monkeypatch):
         env.setenv("DASK_AWS_MAGIC_HOME", str(tmp_path / "laptop"))
         found = inventory.survey()
         assert [(c.name, c.owner) for c in found.clusters] == [("prod", sb.victim_arn)]
+        assert list(found.clusters[0].resources["workers"]) == [worker]  # by its ClientToken, not its tag
         assert found.others == {} and found.unverified == []
-        assert "prod" in dam.down(all=True)[0]
-    assert not ec2.describe_instances(Filters=[{"Name": f"tag:{TAG_CLUSTER_ID}", "Values": [real.cluster_id]},
-                                               {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]
+        assert "prod: terminated 2 instance(s)" in dam.down(all=True)[0]
+    reply = ec2.describe_instances(InstanceIds=tagged)["Reservations"]
+    assert {i["State"]["Name"] for r in reply for i in r["Instances"]} == {"terminated"}
     registry.remove("prod")  # the first machine's record of what is gone
 
 

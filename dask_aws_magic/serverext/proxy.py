@@ -62,6 +62,7 @@ RESPONSE_DROPPED = {"connection", "keep-alive", "proxy-authenticate", "proxy-aut
 SANDBOX = "sandbox allow-scripts allow-popups allow-downloads"  # never allow-same-origin
 CAPABILITY = r"~(?P<capability>[0-9a-f]{32})"
 _KEY = secrets.token_bytes(32)  # this server process's: its capabilities die with it
+_CONTEXTS: dict[tuple[str, str | None], ssl.SSLContext] = {}  # (cluster id, dashboard link) -> its TLS check
 
 
 class DaskAwsMagicProxy(Configurable):
@@ -142,17 +143,19 @@ class _Proxy(WebSocketMixin, tornado.websocket.WebSocketHandler, JupyterHandler)
     async def _target(self, record: Any, path: str, scheme: str = "") -> tuple[str, ssl.SSLContext | None]:
         """The upstream URL of ``path`` and the TLS context that checks it; 403 when nothing proves the
         dashboard is the cluster's (and the server does not accept that)."""
+        key = (record.cluster_id, record.dashboard_link)
         try:
             origin = dashboard_origin(record)
-            proof = await tornado.ioloop.IOLoop.current().run_in_executor(None, dashboard_identity, record)
+            context = _CONTEXTS.get(key)  # a cluster's CA never changes: checked once per server
+            proof = DashboardIdentity() if context is not None else await tornado.ioloop.IOLoop.current(
+                ).run_in_executor(None, dashboard_identity, record)
         except ClusterNotFound as exc:
             raise tornado.web.HTTPError(404, log_message=str(exc).replace("%", "%%")) from None
         except DaskAwsMagicError as exc:
             raise tornado.web.HTTPError(400, log_message=str(exc).replace("%", "%%")) from None
-        context = None
         if proof.security is not None:
-            context = ssl_context(proof)
-        elif not proof.own_process:
+            context = _CONTEXTS[key] = ssl_context(proof)
+        elif context is None and not proof.own_process:
             allowed = self.settings.get("dask_aws_magic_proxy", DaskAwsMagicProxy()).allow_plain_http
             if not allowed:
                 message = (f"The dashboard of {record.name!r} is not proxied: {proof.problem}. Open it directly "

@@ -298,14 +298,17 @@ class EC2Backend:
                                "proves its resources are yours. Remove them by their ids, knowingly, with "
                                "`down --unverified ID ...` (`list` shows them).")
             ctx.emit("teardown", f"terminating the instances of {record.name}")
-            # Those its tags name and those recorded (a tag query just after a launch may not list them yet).
+            # Those its tags name, those recorded here and those its manifest lists (their tags may be
+            # rewritten; a query just after a launch may not list them yet).
             tagged = instances.describe(ec2, record.cluster_id)
-            unseen = sorted(set(model.instance_ids()) - {i["InstanceId"] for i in tagged})
+            listed = [i for role in secrets.NODE_ROLES for i in (proof.ids.get(role, []) if proof else [])]
+            unseen = sorted(set(model.instance_ids() + listed) - {i["InstanceId"] for i in tagged})
             found = tagged + (instances.by_id(ec2, unseen) if unseen else [])
             roles = self._roles(record, model, found, proof)
             live = {i["InstanceId"] for i in found if i["State"]["Name"] != "terminated"}
+            not_yet_listed = set(unseen) - {i["InstanceId"] for i in found}
             left += [f"instance {i}" for i in sorted(live - set(roles))]
-            ended = instances.terminate(ec2, sorted(set(roles) & (live | set(unseen))), ctx.sleep)
+            ended = instances.terminate(ec2, sorted(set(roles) & (live | not_yet_listed)), ctx.sleep)
             if ended:
                 lines.append(f"terminated {len(ended)} instance(s)")
             groups = {g["GroupId"]: g for g in tagged_security_groups(ec2, record.cluster_id)}

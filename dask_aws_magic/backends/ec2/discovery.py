@@ -14,6 +14,7 @@ cluster launched here is found even after its profile changed region.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -133,15 +134,27 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered | Unverified]:
     tagged: dict[str, _Tagged] = {}
     for inst in instances.describe(ec2, states=instances.LIVE_STATES):
         if tag_value(inst, TAG_BACKEND) in (None, backend):  # not another backend's (ecs: container instances)
-            tagged.setdefault(tag_value(inst, TAG_CLUSTER_ID) or "", _Tagged()).instances.append(inst)
+            tagged.setdefault(cluster_of(inst), _Tagged()).instances.append(inst)
     for group in tagged_security_groups(ec2):
         if tag_value(group, TAG_BACKEND) in (None, backend):
-            tagged.setdefault(tag_value(group, TAG_CLUSTER_ID) or "", _Tagged()).groups.append(group)
+            tagged.setdefault(cluster_of(group), _Tagged()).groups.append(group)
     proofs = Proofs(scope, backend)
     found: list[Discovered | Unverified] = []
     for cluster_id, things in tagged.items():
         found += _verify(scope, backend, cluster_id, things, proofs)
     return found
+
+
+OUR_TOKEN = re.compile(r"^(dam-[0-9a-f]{12})-[0-9a-f]{8}-(scheduler|worker)-\d+-(spot|on-demand)$")
+OUR_GROUP = re.compile(r"^dask-aws-magic-[a-z0-9-]+-(dam-[0-9a-f]{12})$")
+
+
+def cluster_of(resource: dict[str, Any]) -> str:
+    """The cluster id a resource was made for, by what cannot change on it (the ClientToken an instance
+    was launched with, a security group's name) when it has our form, else by its tag. So rewriting a
+    resource's cluster-id tag does not move it to another cluster (its manifest still proves it)."""
+    found = OUR_TOKEN.match(resource.get("ClientToken") or "") or OUR_GROUP.match(resource.get("GroupName") or "")
+    return found.group(1) if found else (tag_value(resource, TAG_CLUSTER_ID) or "")
 
 
 def _verify(scope: Scope, backend: str, cluster_id: str, things: _Tagged,
