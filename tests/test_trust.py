@@ -290,3 +290,11 @@ def test_7_a_worker_cannot_read_the_schedulers_key(sb, home, monkeypatch):
         assert handle.client.submit(lambda: 6 * 7).result() == 42  # each node still has what it needs
     finally:
         handle.down()
+
+
+def test_an_up_that_fails_while_writing_its_manifest_leaves_nothing(sb, home):
+    sb.inject_fault("secretsmanager:PutResourcePolicy", "AccessDeniedException", "not allowed to lock it")
+    with pytest.raises(DaskAwsMagicError, match="manifest of prod.*torn down"):
+        dam.up("prod", progress=False)
+    assert sb.calls()["secretsmanager:CreateSecret"] == 1  # the manifest was made, then removed
+    assert not sb.resources().get("secrets") and registry.get("prod") is None

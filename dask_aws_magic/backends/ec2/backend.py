@@ -104,6 +104,8 @@ class EC2Backend:
         the_manifest = _new_manifest(record, model.protocol, list(tokens.values()))
         with aws(f"writing the manifest of {record.name} to Secrets Manager"):
             model.tls = material.client_secret() if material else None
+            model.client_secret = manifest.secret_name(record.cluster_id)
+            ctx.save(model)  # before: a teardown after a half-made manifest finds it by name
             model.client_secret = manifest.create(sm, the_manifest, model.tls, tags)
             ctx.save(model)
         ctx.check()

@@ -133,6 +133,8 @@ class _ECSTasks:
         material = secrets.new_material(record.name, env, s["tls"])
         with aws(f"writing the manifest of {record.name} to Secrets Manager"):
             model.tls = material.client_secret() if material else None
+            model.client_secret = manifest.secret_name(record.cluster_id)
+            ctx.save(model)  # before: a teardown after a half-made manifest finds it by name
             model.client_secret = manifest.create(sm, self._new_manifest(record, names), model.tls, tags)
             ctx.save(model)
         ctx.check()
