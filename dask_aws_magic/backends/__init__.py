@@ -6,11 +6,12 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from typing import Any
 
-from .base import Backend, BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
+from .base import Backend, BackendDefaults, Context, Discovered, Discovery, NodeCredentials, Plan, PlannedResource, Poll
 
 ENTRY_POINTS = "dask_aws_magic.backends"
 
-__all__ = ["Backend", "BackendDefaults", "Context", "Discovered", "Discovery", "Plan", "PlannedResource", "Poll",
+__all__ = ["Backend", "BackendDefaults", "Context", "Discovered", "Discovery", "NodeCredentials", "Plan",
+           "PlannedResource", "Poll",
            "available", "get_backend", "discoverable_backends"]
 
 

@@ -16,7 +16,7 @@ from ...aws import iam, network, secrets
 from ...aws.scopes import LIST_ATTEMPTS
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
-from .. import dask_commands
+from .. import dask_commands, data_identity
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
 from . import discovery, instances, placement, planning
@@ -61,7 +61,9 @@ class EC2Backend:
         return credentials_available()
 
     def plan(self, profile: Profile, name: str) -> Plan:
-        return planning.plan(profile, name, self.name)
+        return data_identity.with_data(planning.plan(profile, name, self.name), profile)
+
+    node_credentials = staticmethod(data_identity.node_credentials)
 
     # -- create ----------------------------------------------------------------------------
     def launch(self, ctx: Context, plan: Plan, record: ClusterRecord) -> EC2Resources:
