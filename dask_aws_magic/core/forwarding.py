@@ -74,6 +74,7 @@ class Refresher:
         self.backend, self.record, self.client = backend, record, client
         self.renewals = 0
         self.expiration: float | None = None
+        self.lifetime: float | None = None  # of the last credentials seen: retries come faster when it is short
         self.problem: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"dask-aws-magic-renew-{record.name}", daemon=True)
@@ -105,7 +106,7 @@ class Refresher:
         if not info.get("Expiration") or not info.get("IssuedAt"):
             return 0.0
         expiration = calendar.timegm(time.strptime(info["Expiration"], "%Y-%m-%dT%H:%M:%SZ"))
-        self.expiration = float(expiration)
+        self.expiration, self.lifetime = float(expiration), expiration - float(info["IssuedAt"])
         return max(0.0, float(info["IssuedAt"]) + (expiration - float(info["IssuedAt"])) / 2 - time.time())
 
     def _run(self) -> None:
@@ -129,7 +130,7 @@ class Refresher:
                                   f"{owner}; only a client of the owner renews them")
         send(self.client, credentials)
         self.renewals += 1
-        self.expiration = credentials.expiration
+        self.expiration, self.lifetime = credentials.expiration, credentials.expiration - credentials.issued_at
         if self.problem is not None:
             log.warning("The data credentials of the cluster %r were renewed again.", self.record.name)
             self.problem = None
@@ -143,7 +144,8 @@ class Refresher:
             log.warning("Could not renew the data credentials of the cluster %r (%s). The nodes keep the ones they "
                         "hold (%s); retrying while this client is connected.", self.record.name, reason, until)
         self.problem = reason
-        return max(SOONEST, min(RETRY, left / 4)) if left and left > 0 else RETRY
+        pause = min(RETRY, self.lifetime / 8) if self.lifetime else RETRY
+        return max(SOONEST, min(pause, left / 4) if left and left > 0 else pause)
 
 
 def start_refresher(record: ClusterRecord, client: Any) -> Refresher | None:

@@ -303,17 +303,19 @@ class Sandbox:
         None: no spot price at all. By default a third of the on-demand list price."""
         self._need(self._spot).set(instance_type, price, zone)
 
-    def add_credentials_profile(self, name: str, region: str | None = None, account_id: str | None = None) -> str:
+    def add_credentials_profile(self, name: str, region: str | None = None, account_id: str | None = None, *,
+                                root: bool = False) -> str:
         """A credentials profile `name` (as `aws configure --profile NAME` makes), with `region`, whose
         calls land in `account_id` (by default an account of its own, which the default credentials
-        cannot see). Returns the account id."""
+        cannot see): the keys of an IAM user `sandbox-NAME`, or with `root` of the account's root user
+        (who may do anything). Returns the account id."""
         from .accounts import FIRST_ACCOUNT, add_profile
 
         self._need(self._server)
         if account_id is None:
             account_id, self._accounts = str(FIRST_ACCOUNT + self._accounts), self._accounts + 1
         add_profile(os.environ["AWS_CONFIG_FILE"], os.environ["AWS_SHARED_CREDENTIALS_FILE"], name,
-                    region or self.region, account_id)
+                    region or self.region, account_id, self._need(self._sts).roots if root else None)
         return account_id
 
     @contextlib.contextmanager

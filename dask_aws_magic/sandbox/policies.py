@@ -211,6 +211,17 @@ def _context(request: Any, caller: Caller) -> dict[str, list[str]]:
     return context
 
 
+def _arn(key: Any) -> str:
+    """The caller's ARN as GetCallerIdentity gives it (moto's own drops an IAM user's path)."""
+    name = getattr(key, "_owner_user_name", None)
+    if name is not None and not getattr(key, "session", None):
+        try:
+            return str(key.backend.get_user(name).arn)
+        except Exception:
+            pass
+    return str(key.arn)
+
+
 def patch_policy_evaluation(patches: Patches, sts: TemporaryCredentials) -> None:
     """Make moto's IAM enforcement evaluate requests as :func:`permitted` does, and know federated users."""
     import moto.iam.access_control as access_control
@@ -243,7 +254,29 @@ def patch_policy_evaluation(patches: Patches, sts: TemporaryCredentials) -> None
             user.account_id, user.partition, user._owner_user_name = self.account_id, "aws", self.session.user_name
             return user.collect_policies()
 
+    class RootAccessKey:
+        """The account's root user: every action on everything of its account."""
+
+        def __init__(self, account_id: str) -> None:
+            self.account_id, self._access_key_id = account_id, ""
+
+        @property
+        def arn(self) -> str:
+            return f"arn:aws:iam::{self.account_id}:root"
+
+        def create_credentials(self) -> Any:
+            from botocore.credentials import Credentials
+
+            return Credentials(self._access_key_id, sts.roots[self._access_key_id][1])
+
+        def collect_policies(self) -> list[Any]:
+            return [json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})]
+
     def create_access_key(account_id: str, partition: str, access_key_id: str, headers: dict[str, str]) -> Any:
+        if access_key_id in sts.roots:
+            root = RootAccessKey(sts.roots[access_key_id][0])
+            root._access_key_id = access_key_id
+            return root
         session = sts.find(access_key_id)
         if session is not None and session.kind == "federated-user":
             if headers.get("X-Amz-Security-Token") != session.session_token:
@@ -261,7 +294,7 @@ def patch_policy_evaluation(patches: Patches, sts: TemporaryCredentials) -> None
             policy = json.loads(session.policy) if session.policy else None
             if session.kind == "federated-user" and policy is None:
                 policy = {"Statement": []}  # a federation token with no session policy may do nothing
-        caller = Caller(arn=key.arn, account=request.account_id,
+        caller = Caller(arn=_arn(key), account=request.account_id,
                         role_arn=session.role_arn if session else None,
                         federated=bool(session and session.kind == "federated-user"),
                         session_policy=policy, identity_policies=_documents(key.collect_policies()))

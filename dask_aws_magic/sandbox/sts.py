@@ -63,6 +63,7 @@ class TemporaryCredentials:
     def __init__(self, lifetime: float | None = None) -> None:
         self.lifetime = lifetime
         self._federated: dict[str, Session] = {}
+        self.roots: dict[str, tuple[str, str]] = {}  # the accounts' root users' keys: id -> (account, secret)
         self._lock = threading.Lock()
 
     # -- what was issued -------------------------------------------------------------------
@@ -127,6 +128,9 @@ class TemporaryCredentials:
                 session = sts._federated.get(access_key_id)
             if session is not None:
                 return f"{session.account_id}:{session.arn.rsplit('/', 1)[-1]}", session.arn, session.account_id
+            if access_key_id in sts.roots:
+                account = sts.roots[access_key_id][0]
+                return account, f"arn:aws:iam::{account}:root", account
             return original_identity(backend, access_key_id, region)
 
         def authenticate(mixin: Any, iam_request_cls: type, resource: str = "*") -> None:
