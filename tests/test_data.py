@@ -426,3 +426,48 @@ def test_bad_data_fields_are_clear_errors_and_create_nothing(home, override, fie
         assert f"`{field}`" in message and "Traceback" not in message
         assert not sb.calls()  # refused before any AWS call
         assert not registry.scan()[0]
+
+
+KERNEL_CELLS = [
+    "%load_ext dask_aws_magic\n%dask_cluster sandbox start",
+    # The user alice and her bucket; then this kernel acts as alice, with IAM enforced.
+    "import os, boto3\nfrom dask_aws_magic.sandbox import current\nsb = current()\n"
+    "sb.add_credentials_profile('alice', account_id='123456789012')\n"
+    "boto3.client('iam').attach_user_policy(UserName='sandbox-alice', "
+    "PolicyArn='arn:aws:iam::aws:policy/AdministratorAccess')\n"
+    "s3 = boto3.client('s3')\ns3.create_bucket(Bucket='lake')\n"
+    "s3.put_object(Bucket='lake', Key='in/a.csv', Body=b'x,y\\n1,2\\n3,4\\n')\n"
+    "s3.put_object(Bucket='lake', Key='secret/b.csv', Body=b'x,y\\n5,6\\n')\n"
+    "for key in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'):\n    os.environ.pop(key)\n"
+    "os.environ['AWS_PROFILE'] = 'alice'\nboto3.DEFAULT_SESSION = None\n"
+    "enforcing = sb.enforce_iam()\nenforcing.__enter__()",
+    "%%dask_cluster up -n lake\nbackend: fargate\nworker: {count: 1}\n"
+    "ecs: {scheduler: {cpu: 0.5, memory: 1GiB}, worker: {cpu: 1, memory: 2GiB}}\ndata: {s3: [s3://lake/in]}",
+    "import dask.dataframe as dd\nclient.wait_for_workers(1)\nprint(dd.read_csv('s3://lake/in/*.csv').x.sum().compute())",
+    "try:\n    dd.read_csv('s3://lake/secret/*.csv').x.sum().compute()\nexcept PermissionError as exc:\n"
+    "    print('refused', type(exc).__name__)",
+    "from dask_aws_magic.faces import handle\n"
+    "print('renewing', any(h._refresher is not None and h._refresher.running for h in list(handle._open)))",
+    "%dask_cluster down lake",
+    "enforcing.__exit__(None, None, None)\nfor key in ('in/a.csv', 'secret/b.csv'):\n"
+    "    s3.delete_object(Bucket='lake', Key=key)\ns3.delete_bucket(Bucket='lake')\nprint(sb.resources())",
+    "%dask_cluster sandbox stop",
+]
+
+
+@pytest.mark.kernel
+def test_a_notebook_reads_its_users_bucket_through_a_real_kernel(home):
+    import nbformat
+    from nbclient import NotebookClient
+
+    from .test_kernel import outputs
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
+    NotebookClient(notebook, timeout=240, kernel_name="python3").execute()
+    seen = [outputs(cell) for cell in notebook.cells]
+    assert "ready" in seen[2], seen
+    assert seen[3].strip() == "4"
+    assert seen[4].strip() == "refused PermissionError"
+    assert seen[5].strip() == "renewing True"
+    assert "lake: " in seen[6]
+    assert seen[7].strip() == "{}"
