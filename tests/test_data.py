@@ -198,6 +198,8 @@ def test_a_scoped_cluster_reads_and_writes_only_where_its_profile_says(home):
             assert client.submit(_get, "in/csv/0.csv", pure=False).result().startswith("timestamp,")
             refused = client.submit(_get, "secret/salaries.csv", pure=False).result()
             assert refused.startswith("refused: AccessDenied")
+            assert client.submit(_arrow_read, "in/csv/0.csv", pure=False).result().startswith("timestamp,")
+            assert "ACCESS_DENIED" in client.submit(_arrow_read, "secret/salaries.csv", pure=False).result()
             with pytest.raises(PermissionError):  # the kernel (alice) may list it; the workers may not read it
                 dd.read_csv("s3://lake/secret/*.csv").compute()
 
@@ -214,6 +216,18 @@ def test_a_scoped_cluster_reads_and_writes_only_where_its_profile_says(home):
             assert_no_secret_anywhere(sb, home)
         finally:
             handle.down()
+
+
+def _arrow_read(key: str) -> str:
+    """On a node: read one object with pyarrow's own S3 filesystem (the AWS C++ SDK)."""
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(f"s3://{BUCKET}/{key}")
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read().decode()[:20]
+    except OSError as exc:
+        return f"refused: {exc}"
 
 
 def _keep_reading(seconds: float) -> list[tuple[float, str, str]]:
