@@ -405,6 +405,15 @@ def test_a_role_that_may_not_assume_itself_fails_up_before_any_launch(home):
                 # Unscoped, the nodes get the role session's own credentials.
                 plan = dam.plan("fargate-open")
                 assert "your role session's own credentials" in " ".join(plan.notes)
+                handle = dam.up("fargate-open", progress=False)
+                try:
+                    handle.client.wait_for_workers(1, timeout=60)
+                    mine = handle.record.owner  # the session `up` used
+                    assert mine.startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/analyst/")
+                    assert set(handle.client.run(_identity).values()) == {mine}
+                    assert handle.client.submit(_get, "secret/salaries.csv", pure=False).result().startswith("name,")
+                finally:
+                    handle.down()
 
             iam.update_assume_role_policy(RoleName="analyst", PolicyDocument=trust([*trusted, arn]))
             with as_user("analyst"), sb.enforce_iam():
@@ -430,6 +439,7 @@ def test_a_role_that_may_not_assume_itself_fails_up_before_any_launch(home):
     ({"data.s3": [{"url": "s3://lake/out", "write": "yes"}]}, "data.s3.0"),
     ({"data.credentials": "sometimes"}, "data.credentials"),
     ({"data.credentials": "role"}, "instance.iam_instance_profile"),
+    ({"network.tls": False, "data.credentials": "forward"}, "network.tls"),
 ])
 def test_bad_data_fields_are_clear_errors_and_create_nothing(home, override, field):
     with lake(home) as sb:
@@ -485,3 +495,42 @@ def test_a_notebook_reads_its_users_bucket_through_a_real_kernel(home):
     assert seen[5].strip() == "renewing True"
     assert "lake: " in seen[6]
     assert seen[7].strip() == "{}"
+
+
+def test_without_tls_nothing_is_forwarded_unless_asked_and_then_refused(home):
+    with lake(home):
+        notes = " ".join(dam.plan("ec2-data", overrides={"network.tls": False}).notes)
+        assert "no credentials for your data reach the nodes (`network.tls: false`" in notes
+        assert "(`data.s3` is ignored" in notes
+
+
+def test_only_the_owner_renews_them(home):
+    from dask_aws_magic.aws.data_credentials import same_principal
+    from dask_aws_magic.faces.handle import ClusterHandle
+
+    assert same_principal("arn:aws:sts::1:assumed-role/r/session-a", "arn:aws:sts::1:assumed-role/r/session-b")
+    assert not same_principal("arn:aws:sts::1:assumed-role/r/s", "arn:aws:sts::1:assumed-role/other/s")
+    assert not same_principal("arn:aws:iam::1:user/bob", "arn:aws:iam::1:user/alice")
+    with lake(home, credential_lifetime=12.0) as sb, sb.enforce_iam():
+        handle = dam.up("fargate-data", progress=False)
+        try:
+            handle.close()  # alice's kernel lets go; bob, who may do anything, connects
+            sb.add_credentials_profile("bob", account_id=ACCOUNT)
+            boto3.client("iam").attach_user_policy(UserName="sandbox-bob",
+                                                   PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+            with as_user("bob"):
+                other = ClusterHandle(registry.read("fargate-data"))
+                other.connect()
+                try:
+                    deadline = time.time() + 30
+                    while other._refresher.problem is None and time.time() < deadline:
+                        time.sleep(0.5)
+                    assert "not the owner of fargate-data" in str(other._refresher.problem)
+                    assert other._refresher.renewals == 0
+                    alice = {s.access_key_id for s in sb.issued_credentials()
+                             if s.kind == "federated-user" and s.user_name == "sandbox-alice"}
+                    assert alice and not [s for s in sb.issued_credentials() if s.user_name == "sandbox-bob"]
+                finally:
+                    other.close()
+        finally:
+            handle.down()

@@ -41,8 +41,9 @@ def plan(profile: Profile, owner: str, backend: str) -> tuple[str, dict[str, Any
                if backend == "ec2" and not any(profile.role(r).get("iam_instance_profile") for r in ("scheduler",
                                                                                                      "worker"))
                else "only what their own role allows")
-        return f"data: no credentials for your data reach the nodes (`data.credentials: none`): {own}{ignored}", \
-            settings
+        why = ("`network.tls: false`: credentials are only forwarded over TLS" if "credentials" not in
+               (data.get("data") or {}) else "`data.credentials: none`")
+        return f"data: no credentials for your data reach the nodes ({why}): {own}{ignored}", settings
     if mode == "role":
         role = (profile.role("worker").get("iam_instance_profile") if backend == "ec2"
                 else (data.get("ecs") or {}).get("task_role"))
@@ -82,6 +83,11 @@ def node_credentials(record: ClusterRecord) -> NodeCredentials | None:
     with aws(f"making the data credentials of {record.name}'s nodes in {scope.describe()}"):
         sts = scope.client("sts")
         caller = sts.get_caller_identity()["Arn"]
+        if record.owner and not data_credentials.same_principal(caller, record.owner):
+            raise data_credentials.ForwardingImpossible(
+                f"Your AWS identity here is {caller}, not the owner of {record.name} ({record.owner}): only the "
+                "owner's credentials go to its nodes, so they are not renewed from this session. Connect with the "
+                "owner's credentials (`aws_profile`), or start a cluster of your own.")
         made = data_credentials.derive(sts=sts, session=session(scope.aws_profile), iam=scope.client("iam"),
                                        caller=caller, cluster_id=record.cluster_id, locations=locations,
                                        lifetime=float(data.get("lifetime") or data_scope.DEFAULT_LIFETIME))

@@ -70,8 +70,10 @@ def locations(data: dict[str, Any], source: str = "the profile") -> list[S3Locat
 
 
 def mode(data: dict[str, Any]) -> str:
-    """``data.credentials`` (default ``forward``)."""
-    return str((data.get("data") or {}).get("credentials", "forward"))
+    """``data.credentials``: by default ``forward``, or ``none`` without TLS (credentials travel only over
+    the cluster's TLS connection)."""
+    default = "none" if (data.get("network") or {}).get("tls") is False else "forward"
+    return str((data.get("data") or {}).get("credentials", default))
 
 
 def check(data: dict[str, Any], source: str) -> None:
@@ -84,6 +86,10 @@ def check(data: dict[str, Any], source: str) -> None:
                            "whole identity.")
     chosen = mode(data)
     backend = data.get("backend", "local")
+    if chosen == "forward" and backend != "local" and (data.get("network") or {}).get("tls") is False:
+        raise ProfileError(f"In {source}, `data.credentials: forward` hands your AWS credentials to the nodes over "
+                           "the cluster's TLS connection, but `network.tls` is false: they would cross the network "
+                           "in clear. Turn TLS back on, or use `data.credentials: role` or `none`.")
     if chosen == "role" and backend == "ec2":
         missing = [role for role in ("scheduler", "worker")
                    if not (data.get(role) or {}).get("iam_instance_profile")
