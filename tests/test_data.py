@@ -210,6 +210,8 @@ def test_a_scoped_cluster_reads_and_writes_only_where_its_profile_says(home):
             assert {"out/csv/part-0.csv", "out/csv/part-1.csv"} <= written
             assert any(k.startswith("out/parquet/") and k.endswith(".parquet") for k in written)
             assert len(dd.read_parquet("s3://lake/out/parquet/").compute()) == len(frame.compute())
+            frame.to_parquet("s3://lake/out/parquet/", write_index=False, overwrite=True)  # deletes, then writes
+            assert len(dd.read_parquet("s3://lake/out/parquet/").compute()) == len(frame.compute())
             with pytest.raises(PermissionError):  # read-only under in/
                 frame.to_csv("s3://lake/in/copy-*.csv", index=False)
             assert not boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="in/copy").get("Contents")

@@ -78,6 +78,17 @@ def test_a_federation_token_is_the_user_cut_by_its_session_policy(sb):
         assert _code(s3.list_objects_v2, Bucket="data-bucket", Prefix="secret/") == "AccessDenied"
         assert _code(s3.list_objects_v2, Bucket="data-bucket") == "AccessDenied"  # no prefix: the whole bucket
         assert _code(s3.put_object, Bucket="data-bucket", Key="in/new.csv", Body=b"") == "AccessDenied"
+        writer = _session(alice.client("sts").get_federation_token(Name="writer", Policy=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
+                                                    "Resource": "arn:aws:s3:::data-bucket/in/*"}]}))["Credentials"])
+        w3 = writer.client("s3")
+        w3.put_object(Bucket="data-bucket", Key="in/new.csv", Body=b"")
+        # DeleteObjects is judged key by key: within the prefix it deletes, one key outside refuses.
+        refused = w3.delete_objects(Bucket="data-bucket", Delete={"Objects": [{"Key": "in/new.csv"},
+                                                                            {"Key": "secret/b.csv"}]})
+        assert {e["Code"] for e in refused.get("Errors", [])} == {"AccessDenied"} and not refused.get("Deleted")
+        done = w3.delete_objects(Bucket="data-bucket", Delete={"Objects": [{"Key": "in/new.csv"}]})
+        assert [d["Key"] for d in done["Deleted"]] == ["in/new.csv"] and not done.get("Errors")
         # Nor any IAM or STS call but GetCallerIdentity, whatever the user may do.
         assert _code(scoped.client("iam").list_users) == "AccessDenied"
         assert _code(scoped.client("sts").get_federation_token, Name="again") == "AccessDenied"
@@ -127,9 +138,9 @@ def _drop_role(name):
 def test_role_chaining_needs_the_role_to_trust_itself_and_is_cut_by_the_session_policy(sb):
     sb.credential_lifetime = None
     alice = _user(sb, "alice", ALL)
-    arn = _role("analyst", f"arn:aws:iam::{ACCOUNT}:user/sandbox-alice", ALL)
-    selfish = _role("selfish", [f"arn:aws:iam::{ACCOUNT}:user/sandbox-alice", f"arn:aws:iam::{ACCOUNT}:role/selfish"],
-                    ALL)
+    alice_arn = f"arn:aws:iam::{ACCOUNT}:user/dask-aws-magic-sandbox/sandbox-alice"  # its path included, as on AWS
+    arn = _role("analyst", alice_arn, ALL)
+    selfish = _role("selfish", [alice_arn, f"arn:aws:iam::{ACCOUNT}:role/selfish"], ALL)
     try:
         with sb.enforce_iam():
             first = alice.client("sts").assume_role(RoleArn=arn, RoleSessionName="first")["Credentials"]

@@ -12,7 +12,8 @@ assume itself). Here:
 - conditions: the String*, Arn*, Bool and Null operators (``...IfExists`` and ``ForAnyValue:`` too) on
   what the request carries (``s3:prefix``, ``s3:delimiter``, ``sts:ExternalId``, ``aws:PrincipalArn``...);
   an operator it does not know makes an Allow not apply and a Deny apply;
-- S3's HeadBucket needs ``s3:ListBucket``, as on AWS;
+- S3's HeadBucket needs ``s3:ListBucket``, and DeleteObjects ``s3:DeleteObject`` on each key it names,
+  as on AWS;
 - ``sts:AssumeRole`` also needs the role's trust policy, whose principals match the caller's ARN, its
   role (for a role's own sessions) or its account.
 """
@@ -211,6 +212,20 @@ def _context(request: Any, caller: Caller) -> dict[str, list[str]]:
     return context
 
 
+def _deleted_objects(request: Any, resource: str) -> list[str]:
+    """DeleteObjects (one call for many keys) needs s3:DeleteObject on each object it names, as on AWS
+    (moto asks it of the bucket)."""
+    if request._action.lower() != "s3:deleteobject" or "/" in resource.split(":::", 1)[-1]:
+        return []
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.fromstring(request._body or b"")
+    except ElementTree.ParseError:
+        return []
+    return [f"{resource}/{node.text}" for node in root.iter() if node.tag.rsplit("}", 1)[-1] == "Key" and node.text]
+
+
 def _arn(key: Any) -> str:
     """The caller's ARN as GetCallerIdentity gives it (moto's own drops an IAM user's path)."""
     name = getattr(key, "_owner_user_name", None)
@@ -304,7 +319,9 @@ def patch_policy_evaluation(patches: Patches, sts: TemporaryCredentials) -> None
                 trust = json.loads(request.backend.get_role_by_arn(resource).assume_role_policy_document)
             except Exception:
                 trust = {}  # no such role: AWS refuses
-        if not permitted(caller, request._action, resource, _context(request, caller), trust):
+        context = _context(request, caller)
+        resources = _deleted_objects(request, resource) or [resource]
+        if not all(permitted(caller, request._action, each, context, trust) for each in resources):
             request._raise_access_denied()
 
     patches.set(access_control, "create_access_key", create_access_key)
