@@ -536,3 +536,13 @@ def test_only_the_owner_renews_them(home):
                     other.close()
         finally:
             handle.down()
+
+
+def test_more_locations_than_a_session_policy_holds_are_refused_by_plan(home):
+    many = [f"s3://lake/in/folder-number-{i:03d}/with/a/long/path" for i in range(40)]
+    with lake(home) as sb:
+        sb.reset_calls()
+        with pytest.raises(ForwardingImpossible, match=r"`data.s3` names more locations than a session policy"):
+            dam.plan("ec2-data", overrides={"data.s3": many})
+        made = [c for c in sb.calls() if c.split(":")[1].startswith(("Create", "Run", "GetFederation"))]
+        assert not made

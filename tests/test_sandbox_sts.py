@@ -216,3 +216,23 @@ def test_a_task_role_reaches_its_task_through_the_container_credentials_endpoint
         iam.delete_role_policy(RoleName="task", PolicyName="p")
         iam.delete_role(RoleName="task")
         _drop_role("untrusting")
+
+
+def test_the_nodes_session_policy_covers_a_folder_and_nothing_beside_it():
+    from dask_aws_magic.aws.data_credentials import session_policy
+
+    policy = session_policy([("b", "in", False), ("b", "out", True), ("whole", "", False)])
+    caller = Caller(arn="arn:aws:iam::1:user/u", account="1", session_policy=policy,
+                    identity_policies=[{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}])
+
+    def may(action, resource, prefix=None):
+        return permitted(caller, action, resource, {} if prefix is None else {"s3:prefix": [prefix]})
+
+    assert may("s3:GetObject", "arn:aws:s3:::b/in/2024/x.csv") and may("s3:GetObject", "arn:aws:s3:::b/in")
+    assert not may("s3:GetObject", "arn:aws:s3:::b/in-other/x.csv")  # a sibling sharing the prefix's letters
+    assert not may("s3:PutObject", "arn:aws:s3:::b/in/x.csv") and may("s3:PutObject", "arn:aws:s3:::b/out/x.csv")
+    assert may("s3:DeleteObject", "arn:aws:s3:::b/out/x") and may("s3:AbortMultipartUpload", "arn:aws:s3:::b/out/x")
+    assert may("s3:ListBucket", "arn:aws:s3:::b", "in/") and may("s3:ListBucket", "arn:aws:s3:::b", "out/2024/")
+    assert not may("s3:ListBucket", "arn:aws:s3:::b", "in") and not may("s3:ListBucket", "arn:aws:s3:::b", "")
+    assert may("s3:ListBucket", "arn:aws:s3:::whole", "") and may("s3:GetObject", "arn:aws:s3:::whole/any/key")
+    assert not may("s3:GetObject", "arn:aws:s3:::other/x") and not may("ec2:DescribeInstances", "*")

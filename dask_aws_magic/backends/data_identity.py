@@ -51,6 +51,9 @@ def plan(profile: Profile, owner: str, backend: str) -> tuple[str, dict[str, Any
         return f"data: the nodes act as the role of {role} (`{field}`), from AWS's own metadata service{ignored}", \
             settings
     data_credentials.check_forwardable(owner, scoped=found is not None)
+    if found is not None:  # a session policy AWS would refuse fails here, not at `up`
+        data_credentials.packed(data_credentials.session_policy(
+            [(loc.bucket, loc.prefix, loc.write) for loc in found], data_credentials.partition(owner)))
     kind = data_credentials.identity_kind(owner)
     if kind == "assumed-role" and found is None:
         how, renewal = "your role session's own credentials", "handed over again as your session renews them"
