@@ -78,9 +78,9 @@ def assert_private(home) -> None:
 
 
 @contextlib.contextmanager
-def aws_sandbox(home, profiles: dict[str, str]) -> Iterator[Sandbox]:
-    """The AWS sandbox, with ``profiles`` (name -> text) in the test's home. Fails the test if anything
-    is left on the emulated AWS, after a `down --all` so that one failure does not cascade."""
+def aws_sandbox(home, profiles: dict[str, str], **options) -> Iterator[Sandbox]:
+    """The AWS sandbox (``Sandbox(**options)``), with ``profiles`` (name -> text) in the test's home. Fails the
+    test if anything is left on the emulated AWS, after a `down --all` so that one failure does not cascade."""
     import dask_aws_magic as dam
     from dask_aws_magic.sandbox import Sandbox
 
@@ -90,7 +90,7 @@ def aws_sandbox(home, profiles: dict[str, str]) -> Iterator[Sandbox]:
         path = home / "profiles" / f"{name}.yaml"
         path.write_text(text)
         path.chmod(0o600)
-    with Sandbox() as sandbox:
+    with Sandbox(**options) as sandbox:
         yield sandbox
         leftovers = sandbox.resources()
         if leftovers:

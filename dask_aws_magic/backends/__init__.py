@@ -6,12 +6,23 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from typing import Any
 
-from .base import Backend, BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll, Unverified
+from .base import (
+    Backend,
+    BackendDefaults,
+    Context,
+    Discovered,
+    Discovery,
+    NodeCredentials,
+    Plan,
+    PlannedResource,
+    Poll,
+    Unverified,
+)
 
 ENTRY_POINTS = "dask_aws_magic.backends"
 
-__all__ = ["Backend", "BackendDefaults", "Context", "Discovered", "Discovery", "Plan", "PlannedResource", "Poll",
-           "Unverified", "available", "get_backend", "discoverable_backends"]
+__all__ = ["Backend", "BackendDefaults", "Context", "Discovered", "Discovery", "NodeCredentials", "Plan",
+           "PlannedResource", "Poll", "Unverified", "available", "get_backend", "discoverable_backends"]
 
 
 @lru_cache(maxsize=1)

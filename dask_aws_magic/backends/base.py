@@ -8,8 +8,10 @@ progress, to notice a cancel, to wait without blocking a cancel, and to save wha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -112,6 +114,31 @@ class Discovery:
 
 
 @dataclass(frozen=True)
+class NodeCredentials:
+    """Temporary AWS credentials a cluster's nodes act with on the user's data. Held in memory only:
+    never in a record, a log or a file (the secret parts stay out of ``repr``)."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: float  # epoch seconds, as AWS returned it
+    identity: str  # the ARN whose permissions they carry (the caller's)
+    description: str  # what they are, in words: "a federation token of arn:..., limited to s3://..."
+    issued_at: float = field(default_factory=time.time)
+
+    def for_nodes(self) -> dict[str, Any]:
+        """What the nodes' credentials endpoint serves (the container credentials format), plus when
+        they were issued (not secret: when to renew)."""
+        stamp = datetime.fromtimestamp(self.expiration, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"AccessKeyId": self.access_key_id, "SecretAccessKey": self.secret_access_key,
+                "Token": self.session_token, "Expiration": stamp, "IssuedAt": self.issued_at}
+
+    def renew_at(self) -> float:
+        """When to renew them: half-way through their life."""
+        return self.issued_at + max(0.0, self.expiration - self.issued_at) / 2
+
+
+@dataclass(frozen=True)
 class BackendDefaults:
     """What the core uses for a backend's clusters when the profile and the caller say nothing."""
 
@@ -165,6 +192,10 @@ class Backend(Protocol):
 
     # Optional: ``check_profile(data, source)`` raises ProfileError on values this backend refuses,
     # when profiles are loaded (before anything starts).
+    # Optional: ``node_credentials(record) -> NodeCredentials | None``: fresh credentials for the nodes
+    # to act with on the user's data (None when the profile does not forward any); raises a
+    # DaskAwsMagicError naming the alternatives when they cannot be made. Called before ``launch``
+    # (so an impossible forwarding creates nothing) and again to renew them.
 
     def plan(self, profile: Profile, name: str) -> Plan: ...
 

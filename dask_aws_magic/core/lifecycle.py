@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import Backend, Plan, Poll, get_backend
-from . import adaptive, inventory, registry
+from . import adaptive, forwarding, inventory, registry
 from .connection import identity, security_of, short_client
 from .errors import ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError, WaitTimeout
 from .naming import check_name, new_cluster_id
@@ -213,11 +213,15 @@ def _up(op: Operation, req: _UpRequest) -> ClusterRecord:
         record.workers, record.owner = the_plan.workers, the_plan.owner
         record.processes_per_worker = the_plan.processes_per_worker
         ctx.check()
+        credentials = forwarding.make(backend, record)  # forwarding that cannot work fails before any launch
         price = f" (about ${the_plan.hourly_cost:.2f}/hour)" if the_plan.hourly_cost else ""
         ctx.emit("launch", f"launching {the_plan.workers} worker(s) and a scheduler{price}")
         ctx.save(backend.launch(ctx, the_plan, record))
         importing = _import_client_library_meanwhile()
         _wait_for_scheduler(ctx, backend, deadline, importing)
+        if credentials is not None:
+            ctx.emit("connect", f"handing the nodes {credentials.description}")
+            forwarding.deliver(backend, record, credentials)
         if wait_workers:
             _wait_for_workers(ctx, backend, wait_workers, deadline)
     except BaseException as exc:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import data_scope, paths
 from .errors import ProfileError
 from .naming import check_name
 
@@ -239,6 +239,9 @@ def _schema_at(path: list[Any]) -> dict[str, Any]:
     """The schema of the field at ``path`` ({} when there is none)."""
     node = schema()
     for part in path:
+        if str(part).isdigit() and "items" in node:  # an entry of a list
+            node = _resolve_ref(node["items"])
+            continue
         node = _resolve_ref(node.get("properties", {}).get(part) or {})
     return node
 
@@ -376,6 +379,7 @@ def check_meaning(data: dict[str, Any], source: str) -> None:
                 "(only your own address), or set `network.allow_unauthenticated: true` to accept it."
             )
     _backend_checks(data, source)
+    data_scope.check(data, source)
     limit = data.get("limits", {}).get("max_workers", DEFAULT_MAX_WORKERS)
     count = data.get("worker", {}).get("count")
     if isinstance(count, int) and count > limit:

@@ -28,6 +28,7 @@ class ClusterHandle:
         self.record = record
         self._client: Client | None = None
         self._cluster: Any = None
+        self._refresher: Any = None  # renews the nodes' data credentials while the client is connected
         _open.add(self)
 
     # -- identity ------------------------------------------------------------------------
@@ -63,6 +64,10 @@ class ClusterHandle:
                     f"Check it with `%dask_cluster status {self.name}`."
                 ) from None
         dask.config.set(self._config())
+        if self._refresher is None or not self._refresher.running:
+            from ..core.forwarding import start_refresher
+
+            self._refresher = start_refresher(self.record, self._client)
         return self._client
 
     def _config(self) -> dict[str, Any]:
@@ -96,6 +101,9 @@ class ClusterHandle:
         """Close this process's client; the cluster keeps running."""
         import dask
 
+        if self._refresher is not None:
+            self._refresher.stop()
+            self._refresher = None
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .faults import Delay, Delays, Fault, Rules
     from .server import CallCounter, SandboxServer
     from .spot import SpotPrices
+    from .sts import Session, TemporaryCredentials
     from .tasks import TaskEmulator
 
 _active: Sandbox | None = None
@@ -30,6 +31,8 @@ class Sandbox:
     boot_delay: seconds a new instance stays `pending` before its user-data runs, and an ECS task
         `PENDING` before its container starts.
     instance_env: extra environment variables for every instance's user-data.
+    credential_lifetime: seconds every temporary credential lives at most (STS sessions, instance and
+        task roles), whatever was asked: short lifetimes test renewal. None: as asked (AWS's limits).
     workdir: where per-instance directories (home, root, console.log, user-data) go; once an instance
         has ended only its console.log is kept. By default a temporary directory, removed on stop.
     """
@@ -41,8 +44,10 @@ class Sandbox:
         *,
         instance_env: dict[str, str] | None = None,
         workdir: str | None = None,
+        credential_lifetime: float | None = None,
     ) -> None:
         self._boot_delay = boot_delay
+        self._credential_lifetime = credential_lifetime
         self.region = region
         self.instance_env = dict(instance_env or {})
         self.workdir = workdir
@@ -55,6 +60,7 @@ class Sandbox:
         self._faults: Rules[Fault] | None = None
         self._delays: Delays | None = None
         self._spot: SpotPrices | None = None
+        self._sts: TemporaryCredentials | None = None
         self._accounts = 0
         self._undo: list[Any] = []
 
@@ -96,8 +102,10 @@ class Sandbox:
         from .faults import Delays, Rules
         from .iam import patch_managed_policies, patch_secret_policies, patch_secret_resources, patch_tagging_actions
         from .ips import patch_moto_ips
+        from .policies import patch_policy_evaluation
         from .server import CallCounter, SandboxServer
         from .spot import SpotPrices, patch_spot_prices
+        from .sts import TemporaryCredentials
 
         patches = Patches()
         self._undo.append(patches.restore)
@@ -106,6 +114,9 @@ class Sandbox:
         patch_secret_resources(patches)
         patch_secret_policies(patches)
         patch_tagging_actions(patches)
+        self._sts = TemporaryCredentials(self._credential_lifetime)
+        self._sts.patch(patches)
+        patch_policy_evaluation(patches, self._sts)
         self._spot = SpotPrices()
         patch_spot_prices(patches, self._spot)
         moto_api_backend.reset()
@@ -119,14 +130,14 @@ class Sandbox:
         self._undo.append(self._server.stop)
         self._undo.append(self._delays.release)  # held requests answer before the server stops
         self._env.set_endpoint(self._server.endpoint_url)
-        # The instances reach this AWS as EC2 instances reach AWS's regional endpoints.
+        # The instances and tasks reach this AWS (S3 included) as they reach AWS's regional endpoints.
         instance_env = {"AWS_ENDPOINT_URL": self._server.endpoint_url, **self.instance_env}
         self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env)
         self._emulator.start()
         self._undo.append(self._emulator.stop)
         from .tasks import TaskEmulator
 
-        self._tasks = TaskEmulator(self._root, self._boot_delay, self.instance_env)
+        self._tasks = TaskEmulator(self._root, self._boot_delay, instance_env)
         self._tasks.start()
         self._undo.append(self._tasks.stop)
 
@@ -139,7 +150,7 @@ class Sandbox:
                 self._undo.pop()()
             except BaseException as exc:  # keep undoing the rest
                 error = error or exc
-        self._server = self._emulator = self._env = self._spot = self._tasks = None
+        self._server = self._emulator = self._env = self._spot = self._tasks = self._sts = None
         if self._root and not self.workdir:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
@@ -174,6 +185,17 @@ class Sandbox:
             self._emulator.boot_delay = seconds
         if self._tasks is not None:
             self._tasks.start_delay = seconds
+
+    @property
+    def credential_lifetime(self) -> float | None:
+        return self._credential_lifetime
+
+    @credential_lifetime.setter
+    def credential_lifetime(self, seconds: float | None) -> None:
+        """Applies to credentials issued from now on."""
+        self._credential_lifetime = seconds
+        if self._sts is not None:
+            self._sts.lifetime = seconds
 
     @property
     def metadata_url(self) -> str:
@@ -215,6 +237,11 @@ class Sandbox:
     def task_processes(self) -> dict[str, int]:
         """ECS task ARN -> process-group id, for tasks whose processes are alive."""
         return self._need(self._tasks).processes()
+
+    def issued_credentials(self) -> list[Session]:
+        """Every temporary credential STS issued so far (federation tokens, assumed-role sessions, the
+        instances' and tasks' role credentials), with its secret key, token and expiration."""
+        return self._need(self._sts).issued()
 
     def add_image(self, image: str) -> None:
         """Let ECS tasks pull `image` (public Dask images and existing ECR repositories always can)."""
@@ -278,17 +305,19 @@ class Sandbox:
         None: no spot price at all. By default a third of the on-demand list price."""
         self._need(self._spot).set(instance_type, price, zone)
 
-    def add_credentials_profile(self, name: str, region: str | None = None, account_id: str | None = None) -> str:
+    def add_credentials_profile(self, name: str, region: str | None = None, account_id: str | None = None, *,
+                                root: bool = False) -> str:
         """A credentials profile `name` (as `aws configure --profile NAME` makes), with `region`, whose
         calls land in `account_id` (by default an account of its own, which the default credentials
-        cannot see). Returns the account id."""
+        cannot see): the keys of an IAM user `sandbox-NAME`, or with `root` of the account's root user
+        (who may do anything). Returns the account id."""
         from .accounts import FIRST_ACCOUNT, add_profile
 
         self._need(self._server)
         if account_id is None:
             account_id, self._accounts = str(FIRST_ACCOUNT + self._accounts), self._accounts + 1
         add_profile(os.environ["AWS_CONFIG_FILE"], os.environ["AWS_SHARED_CREDENTIALS_FILE"], name,
-                    region or self.region, account_id)
+                    region or self.region, account_id, self._need(self._sts).roots if root else None)
         return account_id
 
     @contextlib.contextmanager

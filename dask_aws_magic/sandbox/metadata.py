@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -89,10 +89,15 @@ def _role(instance: Any) -> Any:
 def _credentials(instance: Any, role_arn: str) -> str:
     """Temporary credentials of the instance's role, as STS issues them: with IAM enforcement on
     (``Sandbox.enforce_iam``) the instance can do exactly what its role allows."""
+    return role_credentials(instance.owner_id, instance.region_name, role_arn, instance.id)
+
+
+def role_credentials(account_id: str, region: str, role_arn: str, session_name: str) -> str:
+    """A role's temporary credentials as the metadata services serve them (JSON), issued by STS."""
     from moto.sts.models import sts_backends
 
-    assumed = sts_backends[instance.owner_id]["aws"].assume_role(
-        region_name=instance.region_name, role_session_name=instance.id, role_arn=role_arn, policy="",
+    assumed = sts_backends[account_id]["aws"].assume_role(
+        region_name=region, role_session_name=session_name, role_arn=role_arn, policy="",
         duration=6 * 3600, external_id="")
     now = datetime.now(timezone.utc)
     return json.dumps(
@@ -103,7 +108,7 @@ def _credentials(instance: Any, role_arn: str) -> str:
             "AccessKeyId": assumed.access_key_id,
             "SecretAccessKey": assumed.secret_access_key,
             "Token": assumed.session_token,
-            "Expiration": (now + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Expiration": assumed.expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),  # STS's (the sandbox may shorten it)
         }
     )
 

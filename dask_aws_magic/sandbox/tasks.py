@@ -31,6 +31,7 @@ from ._patch import Patches
 from .emulator import _write_shims
 from .process import kill_groups, live_groups, signal_group, spawn
 from .task_metadata import TaskMetadataServer
+from .task_roles import task_role_environment
 from .userdata import decode_user_data
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ class TaskEmulator:
         environment = {e["name"]: e["value"] for e in container.get("environment") or []}
         environment.update({e["name"]: e["value"] for e in override.get("environment") or []})
         environment.update(self._secrets(container, definition, backend))
+        environment.update(task_role_environment(self.metadata, backend, definition, task))
         record.log_target = self._log_target(container, task, backend)
         ip = self._address(task, backend)
         home, bin_dir, tmp = (os.path.join(record.directory, d) for d in ("home", "bin", "tmp"))

@@ -18,7 +18,7 @@ from ...aws.scopes import LIST_ATTEMPTS, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import tag_list, tagged_security_groups
 from ...core.errors import AwsError
-from .. import dask_commands
+from .. import dask_commands, data_identity
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
 from ..proof import made_here
@@ -86,7 +86,9 @@ class EC2Backend:
         return credentials_available()
 
     def plan(self, profile: Profile, name: str) -> Plan:
-        return planning.plan(profile, name, self.name)
+        return data_identity.with_data(planning.plan(profile, name, self.name), profile)
+
+    node_credentials = staticmethod(data_identity.node_credentials)
 
     # -- create ----------------------------------------------------------------------------
     def launch(self, ctx: Context, plan: Plan, record: ClusterRecord) -> EC2Resources:

@@ -181,6 +181,7 @@ def user_data(spec: NodeSpec) -> str:
         'TOKEN=$(curl -sf -X PUT "${IMDS}latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 21600")',
         'meta() { curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" "${IMDS}latest/meta-data/$1"; }',
         'IP=$(meta local-ipv4) || stop "no instance metadata"',
+        'export AWS_REGION=$(meta placement/region); export AWS_DEFAULT_REGION=$AWS_REGION',  # boto3 needs one
         *(["ID=$(meta instance-id)"] if spec.role == "worker" else []),  # names the worker
     ]
     if spec.max_lifetime:
@@ -192,7 +193,7 @@ def user_data(spec: NodeSpec) -> str:
     script += (f'python3 {_shell_word(FETCH_SECRET)} {shlex.quote(spec.secret)} {spec.role} "{DIR}" '
                "|| stop 'reading the cluster secret failed (see above)'\n")
     script += f'. "{DIR}/env.sh"\n'  # software.env, from the secret
-    exported: list[str] = []
+    exported: list[str] = ["AWS_REGION", "AWS_DEFAULT_REGION"]
     if spec.tls:
         settings = {"DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
                     **(DASHBOARD_TLS if spec.role == "scheduler" else {})}

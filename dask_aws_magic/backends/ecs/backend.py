@@ -18,7 +18,7 @@ from ...aws.scopes import LIST_ATTEMPTS, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
-from .. import dask_commands
+from .. import dask_commands, data_identity
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
 from ..proof import made_here
@@ -61,7 +61,9 @@ class _ECSTasks:
         sizes.check_profile(data, source)
 
     def plan(self, profile: Any, name: str) -> Plan:
-        return planning.plan(profile, name, self.name)
+        return data_identity.with_data(planning.plan(profile, name, self.name), profile)
+
+    node_credentials = staticmethod(data_identity.node_credentials)
 
     def _tags(self, record: ClusterRecord, role: str | None = None) -> list[dict[str, str]]:
         extra = {**(record.settings.get("tags") or {}), TAG_BACKEND: self.name}

@@ -143,6 +143,7 @@ def definition(role: str, settings: dict[str, Any], *, image: str, scheduler_ip:
             "awslogs-group": log_group, "awslogs-region": region, "awslogs-stream-prefix": role}},
         "stopTimeout": 30,
     }
+    container["environment"] += [{"name": name, "value": region} for name in ("AWS_REGION", "AWS_DEFAULT_REGION")]
     if role == "scheduler":
         ports = (dask_commands.SCHEDULER_PORT, dask_commands.DASHBOARD_PORT)
         container["portMappings"] = [{"containerPort": port, "protocol": "tcp",
