@@ -14,9 +14,10 @@ from collections.abc import Mapping
 _PR_SET_PDEATHSIG = 1
 
 # The leader of every instance's process group: a tiny init. It is a child subreaper, so every
-# descendant that is orphaned is re-parented to it and it lives as long as any of them. When the
-# sandbox thread that started it dies (PR_SET_PDEATHSIG -> SIGUSR2) it SIGKILLs all its
-# descendants, even those that left the group with setsid.
+# descendant that is orphaned is re-parented to it and it lives as long as any of them (a machine);
+# in container mode it kills what is left once the main process exits, as a container ends with
+# its PID 1. When the sandbox thread that started it dies (PR_SET_PDEATHSIG -> SIGUSR2) it SIGKILLs
+# all its descendants, even those that left the group with setsid.
 _INIT = r"""
 import ctypes, os, signal, sys
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -60,11 +61,12 @@ def kill_everything(*_):
 
 signal.signal(signal.SIGUSR2, kill_everything)
 signal.signal(signal.SIGTERM, lambda *_: None)  # the group gets it; exit once the children are gone
+container, command = sys.argv[1] == "container", sys.argv[2:]
 main = os.fork()
 if main == 0:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        os.execvp(sys.argv[1], sys.argv[1:])
+        os.execvp(command[0], command)
     except OSError as exc:
         print(f"[sandbox] cannot run user-data: {exc}", flush=True)
     os._exit(127)
@@ -75,6 +77,8 @@ while True:
         break
     if pid == main:
         print(f"[sandbox] user-data exited with status {os.waitstatus_to_exitcode(status)}", flush=True)
+        if container:
+            kill_everything()
 """
 
 
@@ -84,11 +88,13 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
 
 
-def spawn(argv: list[str], cwd: str, env: Mapping[str, str], console_path: str) -> subprocess.Popen[bytes]:
-    """Run `argv` under a per-instance init in a new session; all output appended to `console_path`."""
+def spawn(argv: list[str], cwd: str, env: Mapping[str, str], console_path: str,
+          container: bool = False) -> subprocess.Popen[bytes]:
+    """Run `argv` under a per-instance init in a new session; all output appended to `console_path`.
+    A `container` ends (everything left killed) when `argv`'s process exits; a machine runs on."""
     with open(console_path, "ab") as console:
         return subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _INIT, *argv],
+            [sys.executable, "-I", "-S", "-c", _INIT, "container" if container else "machine", *argv],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -290,7 +290,7 @@ class TaskEmulator:
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         env.update(self.extra_env)
         env.update(environment)
-        record.process = spawn(argv, home, env, record.console_path)
+        record.process = spawn(argv, home, env, record.console_path, container=True)
         record.phase = "running"
         with self._lock:  # StopTask holds it too (see _patch_moto)
             if task.desired_status == "STOPPED":

@@ -79,7 +79,11 @@ try:
 except subprocess.TimeoutExpired:
     print("dask-aws-magic: max_lifetime reached; stopping", flush=True)
     child.terminate()
-    status = child.wait()
+    try:  # a nanny stopped while its worker starts may never exit: the container's end takes the rest
+        status = child.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        print("dask-aws-magic: the %s did not stop within 20 s; ending the task" % spec["role"], flush=True)
+        status = 0
 print("dask-aws-magic: the %s exited with status %s" % (spec["role"], status), flush=True)
 sys.exit(status)
 """.strip()
