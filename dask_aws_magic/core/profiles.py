@@ -239,6 +239,9 @@ def _schema_at(path: list[Any]) -> dict[str, Any]:
     """The schema of the field at ``path`` ({} when there is none)."""
     node = schema()
     for part in path:
+        if str(part).isdigit() and "items" in node:  # an item of a list
+            node = _resolve_ref(node["items"])
+            continue
         node = _resolve_ref(node.get("properties", {}).get(part) or {})
     return node
 

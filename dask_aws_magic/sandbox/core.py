@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .env import AwsEnvironment
     from .faults import Delay, Delays, Fault, Rules
     from .server import CallCounter, SandboxServer
+    from .software import MachineImage, WheelIndex
     from .spot import SpotPrices
     from .tasks import TaskEmulator
 
@@ -32,6 +33,10 @@ class Sandbox:
     instance_env: extra environment variables for every instance's user-data.
     workdir: where per-instance directories (home, root, console.log, user-data) go; once an instance
         has ended only its console.log is kept. By default a temporary directory, removed on stop.
+    wheels: a folder of wheels served as the nodes' package index (``uv`` on a node installs from it
+        only); without it nodes can install only the wheels they are given.
+    image: the nodes' Python: "host" (default: this host's, with all it has) or a
+        :class:`~.software.MachineImage` (a Python with only the packages it names, built once and cached).
     """
 
     def __init__(
@@ -41,8 +46,13 @@ class Sandbox:
         *,
         instance_env: dict[str, str] | None = None,
         workdir: str | None = None,
+        wheels: str | None = None,
+        image: MachineImage | str | None = None,
     ) -> None:
         self._boot_delay = boot_delay
+        self.wheels = wheels
+        self.image = image
+        self._index: WheelIndex | None = None
         self.region = region
         self.instance_env = dict(instance_env or {})
         self.workdir = workdir
@@ -104,6 +114,15 @@ class Sandbox:
         patch_moto_ips(patches)
         patch_managed_policies(patches)
         patch_secret_resources(patches)
+        from .s3 import patch_s3_conditions
+        from .software import WheelIndex, image_python
+
+        patch_s3_conditions(patches)
+        python = image_python(self.image)
+        if self.wheels:
+            self._index = WheelIndex(self.wheels).start()
+            self._undo.append(self._index.stop)
+        index_url = self._index.url if self._index else None
         self._spot = SpotPrices()
         patch_spot_prices(patches, self._spot)
         moto_api_backend.reset()
@@ -119,12 +138,12 @@ class Sandbox:
         self._env.set_endpoint(self._server.endpoint_url)
         # The instances reach this AWS as EC2 instances reach AWS's regional endpoints.
         instance_env = {"AWS_ENDPOINT_URL": self._server.endpoint_url, **self.instance_env}
-        self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env)
+        self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env, python, index_url)
         self._emulator.start()
         self._undo.append(self._emulator.stop)
         from .tasks import TaskEmulator
 
-        self._tasks = TaskEmulator(self._root, self._boot_delay, self.instance_env)
+        self._tasks = TaskEmulator(self._root, self._boot_delay, self.instance_env, python, index_url)
         self._tasks.start()
         self._undo.append(self._tasks.stop)
 
@@ -137,7 +156,7 @@ class Sandbox:
                 self._undo.pop()()
             except BaseException as exc:  # keep undoing the rest
                 error = error or exc
-        self._server = self._emulator = self._env = self._spot = self._tasks = None
+        self._server = self._emulator = self._env = self._spot = self._tasks = self._index = None
         if self._root and not self.workdir:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
@@ -185,6 +204,22 @@ class Sandbox:
 
         self._need(self._server)
         return resources()
+
+    def remove_environment_buckets(self) -> list[str]:
+        """Delete the software-sync buckets (``dask-aws-magic-envs-*``) of every account and region, with
+        their objects: the cache ``down`` rightly leaves, removed between tests. Their names."""
+        from moto.s3.models import s3_backends
+
+        from .inventory import _backends
+
+        removed = []
+        for backend in _backends(s3_backends):
+            for name in [n for n in list(backend.buckets) if n.startswith("dask-aws-magic-envs-")]:
+                for key in list(backend.buckets[name].keys.keys()):
+                    backend.delete_object(name, key)
+                backend.delete_bucket(name)
+                removed.append(name)
+        return sorted(removed)
 
     def calls(self) -> Counter[str]:
         """AWS API calls served since start or `reset_calls()`, keyed "service:Action"."""

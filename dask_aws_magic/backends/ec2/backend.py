@@ -16,7 +16,7 @@ from ...aws import iam, network, secrets
 from ...aws.scopes import LIST_ATTEMPTS
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
-from .. import dask_commands
+from .. import dask_commands, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
 from . import discovery, instances, placement, planning
@@ -83,6 +83,7 @@ class EC2Backend:
                                       ssh=planning.wants_ssh(s["roles"]))
         ctx.check()
         self._secrets(ctx, record, model, tags)
+        software_sync.publish(record, discovery.scope_of(record))
         self._instance_role(ctx, record, model, tags)
         scheduler = self._run(ctx, ec2, record, model, "scheduler", 1)[0]
         model.scheduler, model.scheduler_ip = scheduler["InstanceId"], scheduler.get("PrivateIpAddress")
@@ -121,6 +122,7 @@ class EC2Backend:
             return
         name = iam.role_name(record.cluster_id)
         policy = iam.secret_read_policy(str(model.node_secret))
+        policy["Statement"] += software_sync.node_statements(record)
         with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):
             iam.create_role(client, name, "ec2.amazonaws.com", policy, tags,
                             f"dask-aws-magic cluster {record.name}: reads its node secret")
