@@ -120,7 +120,7 @@ class S3:
     def put_new(self, key, body):
         """Store ``body`` unless the object exists: True if stored, False if another node was first."""
         try:
-            self.request("PUT", key, body, {"If-None-Match": "*"})
+            self.request("PUT", key, body, {"If-None-Match": "*", "Content-Type": "application/octet-stream"})
         except urllib.error.HTTPError as exc:
             if exc.code in (409, 412):
                 return False
@@ -246,10 +246,15 @@ def main(bucket, key, role, folder):
     archive_key = f"envs/{key}/archives/{fingerprint(versions)}.tar.gz"
     data = s3.get(archive_key)
     if data is not None:
-        unpack(data, site)
-        say(f"fetched the environment archive ({len(data) / 2**20:.1f} MB) for {len(wanted) + len(wheels)} "
-            f"missing package(s) in {time.monotonic() - started:.1f} s")
-        return 0
+        try:
+            unpack(data, site)
+        except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
+            say(f"the environment archive is unreadable ({exc}); installing instead")
+            shutil.rmtree(site, ignore_errors=True)
+        else:
+            say(f"fetched the environment archive ({len(data) / 2**20:.1f} MB) for {len(wanted) + len(wheels)} "
+                f"missing package(s) in {time.monotonic() - started:.1f} s")
+            return 0
     say(f"installing {len(wanted)} missing package(s), {len(wheels)} local wheel(s)"
         + (f" and {len(extras)} from software.pip" if extras else ""))
     try:

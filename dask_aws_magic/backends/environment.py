@@ -179,23 +179,36 @@ def _has_build_backend(folder: str) -> bool:
 
 
 def build_wheel(folder: str, out: str) -> str:
-    """Build the project in ``folder`` into a wheel in ``out`` with the kernel's own build tooling (no
-    isolated build environment: nothing is downloaded); its path. Raises RuntimeError with pip's last words."""
+    """Build the project in ``folder`` into a wheel in ``out``; its path. First with the kernel's own build
+    tooling (nothing downloaded), then, if that lacks something (say ``wheel`` for an old setuptools), in
+    pip's isolated build environment with the project's declared build requirements. Raises RuntimeError
+    with pip's own reason."""
     os.makedirs(out, exist_ok=True)
-    before = set(os.listdir(out))
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-               "--disable-pip-version-check", "-q", "-w", out, folder]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-                              env={**os.environ, "PIP_NO_INPUT": "1"})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(str(exc)) from None
-    made = sorted(set(os.listdir(out)) - before)
-    wheels = [f for f in made if f.endswith(".whl")]
-    if done.returncode or not wheels:
-        last = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise RuntimeError(last[-1].strip() if last else f"pip exited with status {done.returncode}")
-    return os.path.join(out, wheels[0])
+    first = None
+    for isolation in (["--no-build-isolation", "--no-index"], []):
+        fresh = tempfile.mkdtemp(dir=out)  # only this build's wheel in it
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "--disable-pip-version-check",
+                   "-q", "-w", fresh, folder]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                                  env={**os.environ, "PIP_NO_INPUT": "1"})
+            wheels = sorted(f for f in os.listdir(fresh) if f.endswith(".whl"))
+            if not done.returncode and wheels:
+                return shutil.move(os.path.join(fresh, wheels[0]), os.path.join(out, wheels[0]))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(str(exc)) from None
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+        first = first or _reason(done.stderr or done.stdout, done.returncode)
+    raise RuntimeError(first)
+
+
+def _reason(output: str, status: int) -> str:
+    """The line of pip's output that says why a build failed."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith(("error:", "modulenotfounderror", "importerror"))
+              and "subprocess-exited-with-error" not in line and "metadata-generation-failed" not in line]
+    return (errors or lines or [f"pip exited with status {status}"])[-1]
 
 
 _built: dict[tuple[str, str], LocalWheel] = {}

@@ -35,8 +35,9 @@ class Sandbox:
         has ended only its console.log is kept. By default a temporary directory, removed on stop.
     wheels: a folder of wheels served as the nodes' package index (``uv`` on a node installs from it
         only); without it nodes can install only the wheels they are given.
-    image: the nodes' Python: "host" (default: this host's, with all it has) or a
-        :class:`~.software.MachineImage` (a Python with only the packages it names, built once and cached).
+    image: the nodes' Python: "host" (default: this host's, with all it has), the path of another
+        interpreter, or a :class:`~.software.MachineImage` (a Python with only the packages it names,
+        built once and cached).
     """
 
     def __init__(

@@ -31,11 +31,14 @@ IMAGES_CACHE = os.environ.get("DASK_AWS_MAGIC_SANDBOX_CACHE") or os.path.join(
 
 
 def uv_binary() -> str:
-    """The host's uv (a test dependency of the project), next to this Python or on the PATH."""
-    beside = os.path.join(os.path.dirname(sys.executable), "uv")
-    found = beside if os.path.exists(beside) else shutil.which("uv")
+    """The host's uv (a test dependency of the project): its Python package's binary, or the PATH's."""
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        import uv
+
+        return str(uv.find_uv_bin())
+    found = shutil.which("uv")
     if not found:
-        raise RuntimeError("the sandbox needs uv for machine images and installs on nodes: `pip install uv`")
+        raise RuntimeError("the sandbox needs uv for machine images and installs on nodes: pip install uv")
     return found
 
 
@@ -76,12 +79,14 @@ class MachineImage:
 
 
 def image_python(image: MachineImage | str | None) -> str:
-    """The interpreter of a machine image ("host" or None: this host's own)."""
+    """The interpreter of a machine image: "host" or None, this host's own; a path, that interpreter."""
     if image is None or image == "host":
         return sys.executable
     if isinstance(image, MachineImage):
         return image.python()
-    raise ValueError(f"unknown machine image {image!r}: use 'host' or a MachineImage")
+    if os.path.isabs(image) and os.access(image, os.X_OK):
+        return image
+    raise ValueError(f"unknown machine image {image!r}: use 'host', a Python interpreter's path or a MachineImage")
 
 
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
@@ -150,6 +155,6 @@ def uv_shim(node_directory: str, index_url: str | None) -> str:
     try:
         uv = shlex.quote(uv_binary())
     except RuntimeError as exc:
-        return f'echo "[sandbox] uv: {exc}" >&2\nexit 1\n'
+        return f"echo {shlex.quote(f'[sandbox] uv: {exc}')} >&2\nexit 1\n"
     return (f"exec {host} -I -S -c {shlex.quote(_GUARD)} {uv} {shlex.quote(node_directory)} "
             f'{shlex.quote(index_url or "")} "$@"\n')
