@@ -91,10 +91,7 @@ def aws_sandbox(home, profiles: dict[str, str]) -> Iterator[Sandbox]:
         path.chmod(0o600)
     with Sandbox() as sandbox:
         yield sandbox
-        # `down` leaves the software-sync bucket on purpose (a cache of environments, not a cluster's): it
-        # goes between tests; anything else left is a leak.
-        sandbox.remove_environment_buckets()
-        leftovers = sandbox.resources()
+        leftovers = sandbox.resources()  # the software-sync bucket is not among them: a cache (sb.caches())
         if leftovers:
             with contextlib.suppress(Exception):
                 dam.down(all=True)

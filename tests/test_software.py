@@ -238,7 +238,10 @@ def test_a_node_cannot_replace_an_archive_nor_touch_another_environment(sb, home
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert lifecycle[0]["Expiration"]["Days"] == environments.EXPIRE_DAYS
-    assert sb.resources() == {"s3_buckets": [bucket]}
+    assert not sb.resources() and sb.caches() == {"environment_buckets": [bucket]}
+    boto3.client("s3").create_bucket(Bucket=f"{environments.bucket_name('111122223333', 'us-east-1')}")
+    assert sb.resources() == {"s3_buckets": ["dask-aws-magic-envs-111122223333-us-east-1"]}  # untagged: a leak
+    boto3.client("s3").delete_bucket(Bucket="dask-aws-magic-envs-111122223333-us-east-1")
 
 
 def test_the_image_and_sync_false_turn_sync_off(sb, home):
@@ -292,6 +295,8 @@ def test_the_lock_builds_local_projects_and_lists_what_cannot_be_reproduced(tmp_
     _dist(site, "brokenpkg", "0.1", direct={"url": broken.as_uri(), "dir_info": {"editable": True}})
     _dist(site, "fromgit", "0.3", direct={"url": "https://example.invalid/x.git",
                                           "vcs_info": {"vcs": "git", "commit_id": "abc123"}})
+    _dist(site, "private", "0.9", direct={"url": "https://me:s3cr3t-token@example.invalid/private-0.9.tar.gz",
+                                          "archive_info": {}})
     _dist(site, "kerneltool", "9.0")
     _dist(site, "pip", "24.0")
 
@@ -302,7 +307,8 @@ def test_the_lock_builds_local_projects_and_lists_what_cannot_be_reproduced(tmp_
     assert [(w.name, w.version) for w in lock.wheels] == [("goodpkg", "1.2.0")]
     assert lock.wheels[0].file.startswith("goodpkg-1.2.0-") and os.path.isfile(lock.wheels[0].path)
     left = {item.name: item for item in lock.left_out}
-    assert sorted(left) == ["barepkg", "brokenpkg", "condapkg", "winonly"]
+    assert sorted(left) == ["barepkg", "brokenpkg", "condapkg", "private", "winonly"]
+    assert "credentials" in left["private"].reason and "s3cr3t" not in json.dumps(lock.to_json())
     assert "sys_platform" in left["winonly"].reason
     assert "conda" in left["condapkg"].reason and "software.pip" in left["condapkg"].fix
     assert "no pyproject.toml" in left["barepkg"].reason and "pyproject.toml" in left["barepkg"].fix

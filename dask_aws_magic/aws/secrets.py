@@ -35,9 +35,10 @@ class ClusterSecrets:
 
 
 def create_cluster_secrets(sm: Any, name: str, cluster_id: str, env: dict[str, str], tls: bool,
-                           tags: list[dict[str, str]]) -> ClusterSecrets:
+                           tags: list[dict[str, str]], files: dict[str, str] | None = None) -> ClusterSecrets:
     """A new CA's certificates for cluster ``name`` (the CA forgotten here) and ``software.env``,
-    stored as the nodes' secret and the client's."""
+    stored as the nodes' secret and the client's. ``files`` (name -> text) are what the nodes write
+    next to their TLS files at boot: scripts too large for user-data's 16 KB."""
     from .tls import new_cluster_material
 
     for key in env:
@@ -46,6 +47,8 @@ def create_cluster_secrets(sm: Any, name: str, cluster_id: str, env: dict[str, s
                               "letters, digits and underscores, not starting with a digit.")
     material = new_cluster_material(name) if tls else None
     nodes = material.node_secret(env) if material else {"env": json.dumps(env)}
+    if files:
+        nodes["files"] = json.dumps(files)
     node_arn = create_secret(sm, node_secret_name(cluster_id), nodes, tags)
     if material is None:
         return ClusterSecrets(node_arn, None, None)

@@ -57,6 +57,8 @@ def credentials():
         token = e.get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
         creds = json.loads(_get(url, {"Authorization": token} if token else {}))
         return creds, e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION")
+    if e.get("ECS_CONTAINER_METADATA_URI_V4"):  # an ECS task: never the instance's metadata service
+        raise LookupError("the task has no task role (ECS gives no container credentials)")
     token = _get(IMDS + "latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"}, "PUT")
     header = {"X-aws-ec2-metadata-token": token}
     region = _get(IMDS + "latest/meta-data/placement/region", header)
@@ -226,15 +228,19 @@ def main(bucket, key, role, folder):
     started = time.monotonic()
     site = os.path.join(folder, "site")
     deadline = started + PATIENCE
+    lock, why = None, "it is not there, or this node's role may not read it"
     while True:
-        creds, region = credentials()
-        s3 = S3(bucket, region, creds)
-        lock = s3.get(f"envs/{key}/lock.json")
+        try:
+            creds, region = credentials()
+            s3 = S3(bucket, region, creds)
+            lock = s3.get(f"envs/{key}/lock.json")
+        except (OSError, LookupError, ValueError) as exc:  # no role yet, or IAM not yet consistent
+            why = f"{type(exc).__name__}: {exc}"
         if lock is not None or time.monotonic() > deadline:
             break
         time.sleep(2)  # a new role's permission not yet everywhere
     if lock is None:
-        say(f"cannot read the environment {key} in the bucket {bucket}")
+        say(f"cannot read the environment {key} in the bucket {bucket} ({why})")
         return 1
     lock = json.loads(lock)
     versions, urls = installed()

@@ -219,8 +219,8 @@ def _tree_stamp(folder: str) -> str:
     """A cheap fingerprint of a source tree (names, sizes, modification times), to reuse a build."""
     digest = hashlib.sha256()
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("build", "dist", "__pycache__",
-                                                                                 "node_modules"))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".egg-info")
+                         and d not in ("build", "dist", "__pycache__", "node_modules"))  # what builds write
         for name in sorted(files):
             path = os.path.join(root, name)
             try:
@@ -253,6 +253,14 @@ def _from_url(url: str) -> str | None:
     return unquote(parsed.path) if parsed.scheme == "file" else None
 
 
+def _carries_credentials(url: str) -> bool:
+    """True when a URL names a password or a token (``https://user:token@host/...``, ``${TOKEN}``)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url.split("+", 1)[-1] if "+" in url.split("://", 1)[0] else url)
+    return bool(parsed.password) or (bool(parsed.username) and parsed.username != "git") or "${" in url
+
+
 # -- the lock ------------------------------------------------------------------------------------
 def lock(*, python: str, arch: str, exclude: Iterable[str] = (), pip: Iterable[str] = (),
          paths: list[str] | None = None, wheel_dir: str | None = None) -> Lock:
@@ -283,6 +291,11 @@ def lock(*, python: str, arch: str, exclude: Iterable[str] = (), pip: Iterable[s
             result.pins.append(f"{dist.name}=={dist.version}")
             continue
         url = str(direct.get("url", ""))
+        if _carries_credentials(url):
+            result.left_out.append(Left(dist.name, dist.version, "installed from a URL that carries credentials, "
+                                        "which never leave this machine", "install it on the nodes with "
+                                        "software.image, or publish it to an index the nodes may read"))
+            continue
         vcs = direct.get("vcs_info")
         if vcs:
             result.direct.append(f"{dist.name} @ {vcs['vcs']}+{url}@{vcs.get('commit_id', '')}")

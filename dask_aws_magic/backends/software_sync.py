@@ -33,11 +33,17 @@ class SyncPlan:
     notes: list[str] = field(default_factory=list)
 
 
+# Whether software.sync is on when the profile does not say. ECS and Fargate tasks read the environment
+# with their task role's credentials, from ECS's container credentials endpoint; the sandbox does not serve
+# that endpoint yet, so sync is on there only when asked (`software.sync: true`) until it does.
+DEFAULT_ON = {"ec2": True, "fargate": False, "ecs": False}
+
+
 def wanted(software: dict[str, Any], backend: str) -> tuple[bool, str | None]:
     """Whether to sync, and why not."""
     if software.get("image"):
         return False, "software.sync is off: software.image wins (put the packages in the image)"
-    if software.get("sync", True) is False:
+    if not software.get("sync", DEFAULT_ON.get(backend, True)):
         return False, "software.sync is off: the nodes get Python, dask and distributed (and software.pip) only"
     return True, None
 
@@ -85,6 +91,30 @@ def node_statements(record: Any) -> list[dict[str, Any]]:
                                     sync["key"])
 
 
-def node_target(sync: dict[str, Any] | None) -> dict[str, str] | None:
-    """What a node's bootstrap needs to sync: the bucket and the key (never the lock: it may be large)."""
-    return {"bucket": sync["bucket"], "key": sync["key"]} if sync else None
+def node_policy(record: Any) -> dict[str, Any] | None:
+    """The policy of a role of the cluster's own that only reads its environment (None without sync)."""
+    statements = node_statements(record)
+    return {"Version": "2012-10-17", "Statement": statements} if statements else None
+
+
+SCRIPT = "sync_environment.py"
+
+
+def node_files(record: Any) -> dict[str, str] | None:
+    """The files an EC2 node gets with its secret: the sync script (too large for user-data's 16 KB)."""
+    if not record.settings["software"].get("sync"):
+        return None
+    from .ec2.userdata import _compact
+
+    return {SCRIPT: _compact("aws/sync_environment.py")}
+
+
+def packed_script() -> str:
+    """The node's sync script (standard library only), compacted, compressed and base64-encoded: it travels in
+    EC2 user-data (16 KB at most) and in ECS container commands."""
+    import base64
+    import zlib
+
+    from .ec2.userdata import _compact
+
+    return base64.b64encode(zlib.compress(_compact("aws/sync_environment.py").encode(), 9)).decode()

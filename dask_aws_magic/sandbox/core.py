@@ -200,11 +200,19 @@ class Sandbox:
 
     # -- inspection ------------------------------------------------------------------------
     def resources(self) -> dict[str, list[str]]:
-        """Ids per kind of what is left; only non-empty kinds, so `not sb.resources()` means clean."""
+        """Ids per kind of what is left; only non-empty kinds, so `not sb.resources()` means clean. The
+        software-sync buckets (`down` leaves them: a cache of environments) are in `caches()` instead."""
         from .inventory import resources
 
         self._need(self._server)
         return resources()
+
+    def caches(self) -> dict[str, list[str]]:
+        """What is left on purpose: the software-sync buckets (tagged, private, expiring), by kind."""
+        from .inventory import caches
+
+        self._need(self._server)
+        return caches()
 
     def remove_environment_buckets(self) -> list[str]:
         """Delete the software-sync buckets (``dask-aws-magic-envs-*``) of every account and region, with

@@ -100,7 +100,8 @@ class EC2Backend:
         sm = discovery.scope_of(record).client("secretsmanager")
         with aws(f"storing the secrets of {record.name} in Secrets Manager"):
             made = secrets.create_cluster_secrets(sm, record.name, record.cluster_id,
-                                                  dict(s["software"].get("env") or {}), s["tls"], tags)
+                                                  dict(s["software"].get("env") or {}), s["tls"], tags,
+                                                  software_sync.node_files(record))
         model.node_secret, model.client_secret, model.tls = made.node_secret, made.client_secret, made.client_identity
         ctx.save(model)
         ctx.check()

@@ -28,7 +28,7 @@ SHELL_VARIABLES = ("$IP", "$ID", DIR)  # set by the script (the address and id f
 TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/ca.pem", cert=f"{DIR}/node.pem", key=f"{DIR}/node.key")
 IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
 FETCH_SECRET = f"{DIR}/fetch_secret.py"  # likewise the secret fetcher (standard library only)
-SYNC = f"{DIR}/sync_environment.py"  # and the software sync (standard library only, compressed: 16 KB)
+SYNC = f"{DIR}/sync_environment.py"  # the software sync (standard library only), written from the node secret
 # The dashboard speaks HTTPS with the scheduler's certificate (distributed's dashboard TLS settings).
 DASHBOARD_TLS = dict(zip(dask_commands.DASHBOARD_TLS_VARIABLES, (TLS_FILES.cert, TLS_FILES.key), strict=True))
 # Whether a Python has the wanted versions, from the packages' metadata: importing dask and
@@ -145,15 +145,10 @@ def _software(spec: NodeSpec, exported: list[str]) -> str:
 
 
 def _sync(spec: NodeSpec) -> str:
-    """Give the node's Python what the kernel's lock wants (software.sync), before Dask starts."""
-    import base64
-    import zlib
-
+    """Give the node's Python what the kernel's lock wants (software.sync), before Dask starts. The script
+    came with the node secret (it would take a third of user-data's 16 KB)."""
     sync = spec.software.sync or {}
-    packed = base64.b64encode(zlib.compress(_compact("aws/sync_environment.py").encode(), 9)).decode()
-    return (f'python3 -c "import base64, sys, zlib; sys.stdout.write(zlib.decompress(base64.b64decode(sys.argv[1]))'
-            f'.decode())" {packed} > "{SYNC}"\n'
-            f'$PY "{SYNC}" {shlex.quote(sync["bucket"])} {shlex.quote(sync["key"])} {spec.role} "{DIR}/software" '
+    return (f'$PY "{SYNC}" {shlex.quote(sync["bucket"])} {shlex.quote(sync["key"])} {spec.role} "{DIR}/software" '
             "|| stop 'installing the software failed (see above)'\n"
             f'if [ -d "{DIR}/software/site" ]; then '
             f'export PYTHONPATH="{DIR}/software/site${{PYTHONPATH:+:$PYTHONPATH}}"; fi\n')

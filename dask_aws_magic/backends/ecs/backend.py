@@ -18,7 +18,7 @@ from ...aws.scopes import LIST_ATTEMPTS
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
-from .. import dask_commands
+from .. import dask_commands, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
 from . import container, discovery, infra, keeper, logs, planning, sizes, tasks
@@ -70,6 +70,7 @@ class _ECSTasks:
         tags = self._tags(record)
         names = infra.names(record.name, record.cluster_id)
         self._secrets(ctx, record, model, tags)
+        software_sync.publish(record, discovery.scope_of(record))
         with aws(f"creating the log group of {record.name}"):
             model.log_group = infra.create_log_group(_client(record, "logs"), names["log_group"], s["log_retention"],
                                                      tags)
@@ -133,6 +134,15 @@ class _ECSTasks:
         the cluster and nothing else."""
         s = record.settings
         client = _client(record, "iam")
+        policy = software_sync.node_policy(record)
+        if policy and not s["task_role"]:  # the tasks read their environment with a role of the cluster's own
+            doing = f"creating the task role of {record.name}"
+            with aws(doing), iam.permission_needed(doing, "ecs.task_role", "a task role that already exists and "
+                                                   "may read the environment"):
+                model.task_role = iam.create_role(
+                    client, iam.role_name(record.cluster_id, "task"), "ecs-tasks.amazonaws.com", policy, tags,
+                    f"dask-aws-magic cluster {record.name}: reads its software environment")
+                ctx.save(model)
         doing = f"creating the task execution role of {record.name}"
         with aws(doing):
             if s["execution_role"]:
@@ -205,7 +215,8 @@ class _ECSTasks:
             role, s, image=s["image"], scheduler_ip=scheduler_ip, node_secret=model.node_secret,
             log_group=str(model.log_group), region=s["region"], cpu=size["cpu"], memory=size["memory"],
             efs_volume="data" if volumes else None, host_network=not self.fargate)
-        task_role = infra.role_arn(_client(record, "iam"), s["task_role"], "ecs.task_role") if s["task_role"] else None
+        task_role = infra.role_arn(_client(record, "iam"), s["task_role"], "ecs.task_role") if s["task_role"] \
+            else model.task_role
         family = f"{infra.names(record.name, record.cluster_id)['family']}-{role}"
         return tasks.register(_client(record, "ecs"), family, definition, fargate=self.fargate, cpu=size["cpu"],
                               memory=size["memory"], execution_role=model.execution_role, task_role=task_role,
@@ -419,7 +430,7 @@ class _ECSTasks:
             if deleted:
                 lines.append(f"deleted {len(deleted)} secret(s)")
             iam_client = scope.client("iam")
-            for purpose in ("execution", "instances"):
+            for purpose in ("execution", "instances", "task"):
                 if iam.delete_role(iam_client, iam.role_name(record.cluster_id, purpose)):
                     lines.append(f"deleted IAM role {iam.role_name(record.cluster_id, purpose)}")
         return lines or ["nothing left on AWS"]
