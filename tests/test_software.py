@@ -24,7 +24,7 @@ import dask_aws_magic as dam
 from dask_aws_magic.aws import environments, fetch_secret, sync_environment
 from dask_aws_magic.backends import environment
 from dask_aws_magic.core import versions
-from dask_aws_magic.core.errors import ProfileError
+from dask_aws_magic.core.errors import LaunchError, ProfileError
 
 from .conftest import aws_sandbox
 
@@ -359,3 +359,17 @@ def test_a_mismatch_is_one_line_with_both_versions_and_the_fix():
     assert "\n" not in line and "pandas 2.2.1 here, 2.1.0 on the cluster" in line
     assert "%dask_cluster down big" in line and "software.sync" in line
     assert versions.compare(here, {"w1": dict(here)}, needed={"pandas"}) == []
+
+
+def test_a_bucket_name_taken_by_another_account_is_never_used(sb, home):
+    sb.add_credentials_profile("squatter")  # an account of its own
+    squatter = boto3.Session(profile_name="squatter").client("s3")
+    bucket = environments.bucket_name(ACCOUNT, "us-east-1")
+    squatter.create_bucket(Bucket=bucket)
+    with sb.enforce_iam(), pytest.raises(LaunchError) as refused:
+        dam.up("synced", progress=False)
+    message = str(refused.value)
+    assert bucket in message and "not in account 123456789012" in message and "software.sync: false" in message
+    assert "torn down" in message and "Traceback" not in message
+    assert "Contents" not in squatter.list_objects_v2(Bucket=bucket)  # nothing of ours went into it
+    squatter.delete_bucket(Bucket=bucket)

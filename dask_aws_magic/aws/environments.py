@@ -41,12 +41,28 @@ def object_arn(partition: str, bucket: str, key: str) -> str:
     return f"arn:{partition}:s3:::{bucket}/{key}"
 
 
+def owner_of(bucket: str) -> str:
+    """The account an environments bucket must belong to (its name says it): every call names it as the
+    expected owner, so a bucket of that name made by someone else is never read or written."""
+    return bucket[len("dask-aws-magic-envs-"):].split("-", 1)[0]
+
+
 def exists(s3: Any, bucket: str) -> bool:
+    """Whether the bucket exists in its own account; a LaunchError when the name is another account's."""
+    from ..core.errors import LaunchError
+
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner_of(bucket))
     except Exception as exc:
-        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
             return False
+        if code in ("403", "AccessDenied"):
+            raise LaunchError(
+                f"The S3 bucket {bucket}, where software.sync keeps environments, exists but not in account "
+                f"{owner_of(bucket)} (or this identity may not use it): nothing was stored there. If it is "
+                "yours, ask for s3:ListBucket on it; else set `software.sync: false` (or `software.image`)."
+            ) from None
         raise
     return True
 
@@ -65,14 +81,17 @@ def ensure_bucket(s3: Any, bucket: str, region: str, tags: list[dict[str, str]])
         if error_code(exc) != "BucketAlreadyOwnedByYou":  # another `up` made it a moment ago
             raise
         return False
+    owner = {"ExpectedBucketOwner": owner_of(bucket)}
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True},
+        **owner)
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}, **owner)
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [{
         "ID": "expire-old-environments", "Status": "Enabled", "Filter": {"Prefix": f"{PREFIX}/"},
-        "Expiration": {"Days": EXPIRE_DAYS}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]})
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
+        "Expiration": {"Days": EXPIRE_DAYS}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]},
+        **owner)
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags}, **owner)
     return True
 
 
@@ -86,17 +105,19 @@ def bucket_tags(owner: str) -> list[dict[str, str]]:
 def publish(s3: Any, bucket: str, lock: dict[str, Any], wheels: list[str]) -> bool:
     """Store the lock and its local wheels under the lock's key unless already there; True if stored."""
     key = lock["key"]
+    owner = {"ExpectedBucketOwner": owner_of(bucket)}
     try:
-        s3.head_object(Bucket=bucket, Key=f"{PREFIX}/{key}/lock.json")
+        s3.head_object(Bucket=bucket, Key=f"{PREFIX}/{key}/lock.json", **owner)
         return False
     except Exception as exc:
         if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
             raise
     for path in wheels:
         with open(path, "rb") as data:
-            s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{key}/wheels/{os.path.basename(path)}", Body=data)
+            s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{key}/wheels/{os.path.basename(path)}", Body=data,
+                          **owner)
     s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{key}/lock.json", Body=json.dumps(lock).encode(),
-                  ContentType="application/json")
+                  ContentType="application/json", **owner)
     return True
 
 

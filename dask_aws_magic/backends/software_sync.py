@@ -60,7 +60,9 @@ def plan(software: dict[str, Any], *, backend: str, python: str, arch: str, regi
                             pip=software.get("pip") or [], wheel_dir=_wheels())
     bucket = environments.bucket_name(environments.account_of(owner), region)
     settings = {"bucket": bucket, "key": lock.key, "lock": lock.to_json(), "wheels": [w.path for w in lock.wheels],
-                "left_out": [left.line() for left in lock.left_out]}
+                "left_out": [left.line() for left in lock.left_out],
+                # what the version report at connect need not miss on the nodes
+                "excluded": sorted({*environment.ALWAYS_EXCLUDED, *(software.get("exclude") or [])})}
     resources = [PlannedResource(
         "s3-bucket", "environments", 1, f"{bucket}: environment {lock.key} ({lock.summary()}); made if missing, "
         f"kept after `down` as a cache, environments expire after {environments.EXPIRE_DAYS} days unused")]

@@ -132,9 +132,11 @@ def compare(here: dict[str, Any], there: dict[str, dict[str, Any]], needed: set[
     return [found[name] for name in sorted(found)]
 
 
-def mismatches(client: Any) -> list[Mismatch]:
-    """What differs between this kernel and the cluster ``client`` is connected to (scheduler and workers)."""
+def mismatches(client: Any, excluded: list[str] | tuple[str, ...] = ()) -> list[Mismatch]:
+    """What differs between this kernel and the cluster ``client`` is connected to (scheduler and workers);
+    the ``excluded`` distributions (the profile's ``software.exclude``) may be missing there."""
     names, needed = relevant()
+    needed = needed - {_canonical(n) for n in excluded}
     reply = client.get_versions(check=False, packages=names)
     mine = reply["client"]["packages"]
     here = {"python": ".".join(str(p) for p in sys.version_info[:2]), **{n: mine.get(n) for n in names}}

@@ -79,7 +79,8 @@ class ClusterHandle:
         from ..core import versions
 
         try:
-            found = versions.mismatches(self._client)
+            sync = (self.record.settings.get("software") or {}).get("sync") or {}
+            found = versions.mismatches(self._client, sync.get("excluded") or ())
         except Exception as exc:  # a report that cannot be made must not fail the connection
             print(f"dask-aws-magic: could not compare versions with {self.name}'s workers ({exc})")
             return

@@ -115,10 +115,11 @@ class Sandbox:
         patch_moto_ips(patches)
         patch_managed_policies(patches)
         patch_secret_resources(patches)
-        from .s3 import patch_s3_conditions
+        from .s3 import patch_expected_owner, patch_s3_conditions
         from .software import WheelIndex, image_python
 
         patch_s3_conditions(patches)
+        patch_expected_owner(patches)
         python = image_python(self.image)
         if self.wheels:
             self._index = WheelIndex(self.wheels).start()
