@@ -373,3 +373,54 @@ def test_a_bucket_name_taken_by_another_account_is_never_used(sb, home):
     assert "torn down" in message and "Traceback" not in message
     assert "Contents" not in squatter.list_objects_v2(Bucket=bucket)  # nothing of ours went into it
     squatter.delete_bucket(Bucket=bucket)
+
+
+FARGATE = """\
+backend: fargate
+region: us-east-1
+aws_profile: admin
+worker: {count: 1}
+software: {sync: true}
+ecs:
+  scheduler: {cpu: 0.5, memory: 1GiB}
+  worker: {cpu: 1, memory: 2GiB}
+"""
+
+
+def test_fargate_tasks_get_a_task_role_that_reads_only_their_environment(sb, home):
+    """Until the sandbox serves ECS's container credentials endpoint (issue 15, part 1), a task cannot read
+    its environment: `up` must fail saying so, with the task role and task definition as designed, and
+    leave nothing behind. Once the endpoint is there, this test becomes the Fargate acceptance test."""
+    (home / "profiles" / "fg-sync.yaml").write_text(FARGATE)
+    plan = dam.plan("fg-sync")
+    assert {(r.kind, r.role) for r in plan.resources} >= {("s3-bucket", "environments"), ("iam-role", "task")}
+    assert "s3-bucket" not in [r.kind for r in dam.plan("fg-sync", ["software.sync=false"]).resources]
+    seen = {}
+    admin = boto3.Session(profile_name="admin")
+
+    def watch(event):  # the task definition and the role while they exist
+        if event.stage == "launch" and "definition" not in seen:
+            arns = admin.client("ecs").list_task_definitions()["taskDefinitionArns"]
+            if arns:
+                seen["definition"] = admin.client("ecs").describe_task_definition(
+                    taskDefinition=arns[0])["taskDefinition"]
+                role = seen["definition"]["taskRoleArn"].rsplit("/", 1)[-1]
+                seen["policy"] = admin.client("iam").get_role_policy(RoleName=role, PolicyName="dask-aws-magic")
+
+    from dask_aws_magic.core import lifecycle
+
+    with sb.enforce_iam(), pytest.raises(LaunchError) as failed:
+        lifecycle.up("fg-sync", on_event=watch, timeout=120)
+    message = str(failed.value)
+    assert "cannot read the environment" in message and "no task role" in message, message
+    assert "torn down" in message
+    definition = seen["definition"]
+    command = json.loads(definition["containerDefinitions"][0]["command"][-1])
+    assert command["sync"]["bucket"] == environments.bucket_name(ACCOUNT, "us-east-1")
+    assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(definition) and "testing" not in json.dumps(definition)
+    statements = seen["policy"]["PolicyDocument"]["Statement"]
+    key = command["sync"]["key"]
+    assert {s["Resource"] for s in statements} == {
+        f"arn:aws:s3:::{command['sync']['bucket']}/envs/{key}/*",
+        f"arn:aws:s3:::{command['sync']['bucket']}/envs/{key}/archives/*"}
+    assert not [r for r in boto3.client("iam").list_roles()["Roles"] if r["RoleName"].endswith("-task")]

@@ -34,6 +34,10 @@ ECS_CREDENTIALS = "http://169.254.170.2"
 PATIENCE = 60.0  # seconds a new role's permission may take to reach S3
 
 
+class NoRole(Exception):
+    """The node has no role to read the environment with, and will not get one by waiting."""
+
+
 def say(text):
     print("dask-aws-magic: software: " + text, flush=True)
 
@@ -58,7 +62,7 @@ def credentials():
         creds = json.loads(_get(url, {"Authorization": token} if token else {}))
         return creds, e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION")
     if e.get("ECS_CONTAINER_METADATA_URI_V4"):  # an ECS task: never the instance's metadata service
-        raise LookupError("the task has no task role (ECS gives no container credentials)")
+        raise NoRole("the task has no task role (ECS gives no container credentials)")
     token = _get(IMDS + "latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"}, "PUT")
     header = {"X-aws-ec2-metadata-token": token}
     region = _get(IMDS + "latest/meta-data/placement/region", header)
@@ -252,8 +256,10 @@ def main(bucket, key, role, folder):
             creds, region = credentials()
             s3 = S3(bucket, region, creds)
             lock = s3.get(f"envs/{key}/lock.json")
-        except (OSError, LookupError, ValueError) as exc:  # no role yet, or IAM not yet consistent
+        except (OSError, LookupError, ValueError, NoRole) as exc:  # no role yet, or IAM not yet consistent
             why = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, NoRole):
+                break
         if lock is not None or time.monotonic() > deadline:
             break
         time.sleep(2)  # a new role's permission not yet everywhere
