@@ -2,7 +2,7 @@
 missing (tagged, public access blocked, encrypted, objects expiring) and ``down`` leaves (a cache).
 
 Per environment key, under ``envs/KEY/``: ``lock.json`` (written last: its presence means the rest is
-there), ``wheels/`` (the kernel's local projects, built on the laptop) and ``archives/FINGERPRINT.tar.gz``
+there), ``wheels/`` (the kernel's local projects, built on the laptop) and ``archives/FINGERPRINT.tar``
 (the installed packages for one node image, written once by a node). The nodes of a cluster may read
 their key's objects and add archives under it, never replace one (``If-None-Match: *``), and touch no
 other key.

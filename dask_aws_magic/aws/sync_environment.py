@@ -15,7 +15,6 @@ is not). Prints what it did and how long it took; never prints credentials.
 import datetime
 import hashlib
 import hmac
-import io
 import json
 import os
 import platform
@@ -72,6 +71,17 @@ def credentials():
     return json.loads(_get(IMDS + "latest/meta-data/iam/security-credentials/" + role, header)), region
 
 
+def _sha256(body):
+    """The hex SHA-256 of bytes, or of the file at a path (read in blocks: archives are large)."""
+    if not isinstance(body, str):
+        return hashlib.sha256(body).hexdigest()
+    digest = hashlib.sha256()
+    with open(body, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _hmac(key, text):
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
@@ -87,13 +97,15 @@ class S3:
         else:
             self.base, self.prefix = f"https://{bucket}.s3.{region}.amazonaws.com", ""
 
-    def request(self, method, key, body=b"", headers=None):
+    def request(self, method, key, body=b"", headers=None, stream=False):
+        """One signed request; ``body`` is bytes or the path of a file to upload. With ``stream`` the open
+        reply is returned (the caller reads and closes it), else its bytes."""
         path = quote(f"{self.prefix}/{key}", safe="/-_.~")
         url = self.base + path
         now = datetime.datetime.now(datetime.timezone.utc)
         amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         signed_headers = {"host": urlparse(url).netloc, "x-amz-date": amz_date,
-                          "x-amz-content-sha256": hashlib.sha256(body).hexdigest()}
+                          "x-amz-content-sha256": _sha256(body)}
         if self.creds.get("Token"):
             signed_headers["x-amz-security-token"] = self.creds["Token"]
         # The bucket must be its account's (named in it): never one of that name made by someone else.
@@ -111,22 +123,37 @@ class S3:
         signed_headers["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self.creds['AccessKeyId']}/{scope}, SignedHeaders={names}, "
             f"Signature={hmac.new(key_, to_sign.encode(), hashlib.sha256).hexdigest()}")
-        request = urllib.request.Request(url, data=body if method == "PUT" else None, headers=signed_headers,
-                                         method=method)
-        with urllib.request.urlopen(request, timeout=120) as reply:
+        data = None
+        if method == "PUT":
+            if isinstance(body, str):
+                data = open(body, "rb")  # noqa: SIM115 - closed below, once sent
+                signed_headers["content-length"] = str(os.path.getsize(body))
+            else:
+                data = body
+        try:
+            request = urllib.request.Request(url, data=data, headers=signed_headers, method=method)
+            reply = urllib.request.urlopen(request, timeout=120)
+        finally:
+            if data is not None and not isinstance(data, bytes):
+                data.close()
+        if stream:
+            return reply
+        with reply:
             return reply.read()
 
-    def get(self, key):
-        """The object's bytes, or None when it does not exist (or this node may not read it)."""
+    def get(self, key, stream=False):
+        """The object's bytes (its open reply with ``stream``), or None when it does not exist (or this node
+        may not read it)."""
         try:
-            return self.request("GET", key)
+            return self.request("GET", key, stream=stream)
         except urllib.error.HTTPError as exc:
             if exc.code in (403, 404):
                 return None
             raise
 
     def put_new(self, key, body):
-        """Store ``body`` unless the object exists: True if stored, False if another node was first."""
+        """Store ``body`` (bytes, or a file's path) unless the object exists: True if stored, False if another
+        node was first."""
         try:
             self.request("PUT", key, body, {"If-None-Match": "*", "Content-Type": "application/octet-stream"})
         except urllib.error.HTTPError as exc:
@@ -210,40 +237,55 @@ def install(s3, key, site, folder, wanted, extras, wheels):
         subprocess.check_call([*base, *extras])
 
 
-def pack(site):
-    """The installed folder as a .tar.gz: with the system's tar and gzip (C: seconds for hundreds of MB),
-    else Python's tarfile."""
+def pack(site, path):
+    """The installed folder as a tar file at ``path`` (not compressed: unpacking it on every node costs
+    only the writes, where gunzip would cost each node seconds of CPU); its size."""
     tar = shutil.which("tar")
-    if tar and shutil.which("gzip"):
-        done = subprocess.run([tar, "-C", site, "-I", "gzip -1", "-cf", "-", "."], capture_output=True)
-        if done.returncode == 0:
-            return done.stdout
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
+    if tar and subprocess.call([tar, "-C", site, "-cf", path, "."]) == 0:
+        return os.path.getsize(path)
+    with tarfile.open(path, "w") as archive:
         for entry in sorted(os.listdir(site)):
             archive.add(os.path.join(site, entry), arcname=entry)
-    return buffer.getvalue()
+    return os.path.getsize(path)
 
 
-def unpack(data, site):
-    """Unpack an archive into ``site``; no member may land outside it."""
+class _Counted:
+    def __init__(self, stream):
+        self.stream, self.count = stream, 0
+
+    def read(self, size=-1):
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+
+def unpack(reply, site):
+    """Extract an archive while it downloads into ``site`` (no member may land outside it); its size."""
     os.makedirs(site, exist_ok=True)
+    source = _Counted(reply)
     tar = shutil.which("tar")
-    if tar and shutil.which("gzip"):  # GNU tar drops leading "/" and refuses ".." members by itself
-        done = subprocess.run([tar, "-xzf", "-", "-C", site, "--no-same-owner"], input=data, capture_output=True)
-        if done.returncode == 0:
-            return
-        shutil.rmtree(site, ignore_errors=True)
-        raise ValueError(done.stderr.decode(errors="replace").strip()[-300:] or "tar failed")
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+    if tar:  # GNU tar drops leading "/" and refuses ".." members by itself
+        process = subprocess.Popen([tar, "-xf", "-", "-C", site, "--no-same-owner"], stdin=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        try:
+            shutil.copyfileobj(source, process.stdin, 1 << 20)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        error = process.stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0:
+            raise ValueError(error[-300:] or "tar failed")
+        return source.count
+    with tarfile.open(fileobj=source, mode="r|") as archive:
         if hasattr(tarfile, "data_filter"):
             archive.extractall(site, filter="data")
-        else:  # no member may leave the folder
-            for member in archive.getmembers():
+        else:
+            for member in archive:
                 target = os.path.realpath(os.path.join(site, member.name))
                 if not target.startswith(os.path.realpath(site) + os.sep) or member.issym() or member.islnk():
                     raise ValueError(f"unsafe archive member {member.name}")
-            archive.extractall(site)
+                archive.extract(member, site)
+    return source.count
 
 
 def main(bucket, key, role, folder):
@@ -273,16 +315,17 @@ def main(bucket, key, role, folder):
         say(f"the image has all {len(lock['pins'])} packages; nothing to install "
             f"({time.monotonic() - started:.1f} s)")
         return 0
-    archive_key = f"envs/{key}/archives/{fingerprint(versions)}.tar.gz"
-    data = s3.get(archive_key)
-    if data is not None:
+    archive_key = f"envs/{key}/archives/{fingerprint(versions)}.tar"
+    reply = s3.get(archive_key, stream=True)
+    if reply is not None:
         try:
-            unpack(data, site)
+            with reply:
+                size = unpack(reply, site)
         except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
             say(f"the environment archive is unreadable ({exc}); installing instead")
             shutil.rmtree(site, ignore_errors=True)
         else:
-            say(f"fetched the environment archive ({len(data) / 2**20:.1f} MB) for {len(wanted) + len(wheels)} "
+            say(f"fetched the environment archive ({size / 2**20:.1f} MB) for {len(wanted) + len(wheels)} "
                 f"missing package(s) in {time.monotonic() - started:.1f} s")
             return 0
     say(f"installing {len(wanted)} missing package(s), {len(wheels)} local wheel(s)"
@@ -294,13 +337,17 @@ def main(bucket, key, role, folder):
         return 1
     say(f"installed in {time.monotonic() - started:.1f} s")
     if role == "scheduler":
-        data = pack(site)
+        path = os.path.join(folder, "archive.tar")
         try:
-            stored = s3.put_new(archive_key, data)
-        except OSError as exc:  # the cluster runs all the same; the next one installs again
+            size = pack(site, path)
+            stored = s3.put_new(archive_key, path)
+        except (OSError, tarfile.TarError) as exc:  # the cluster runs all the same; the next one installs again
             say(f"uploading the environment archive failed: {exc}")
             return 0
-        say(f"uploaded the environment archive ({len(data) / 2**20:.1f} MB) for the next cluster" if stored
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        say(f"uploaded the environment archive ({size / 2**20:.1f} MB) for the next cluster" if stored
             else "another node uploaded the environment archive first")
     return 0
 
