@@ -92,7 +92,7 @@ def aws_sandbox(home, profiles: dict[str, str], **options) -> Iterator[Sandbox]:
         path.chmod(0o600)
     with Sandbox(**options) as sandbox:
         yield sandbox
-        leftovers = sandbox.resources()
+        leftovers = sandbox.resources()  # the software-sync bucket is not among them: a cache (sb.caches())
         if leftovers:
             with contextlib.suppress(Exception):
                 dam.down(all=True)

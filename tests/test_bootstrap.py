@@ -17,6 +17,7 @@ SOFTWARE = dict(python="3.11", dask="2026.8.0", distributed="2026.8.0")
     {},
     {"pip": ["pandas>=2", "pyarrow"], "env": {"MY_VAR": "it's \"quoted\" $HOME"}},
     {"image": "ghcr.io/dask/dask:2026.8.0", "env": {"A": "s3cr3t-v4lue"}},
+    {"sync": {"bucket": "dask-aws-magic-envs-123456789012-us-east-1", "key": "0123abcd", "lock": {}}},
 ])
 @pytest.mark.parametrize("tls", [True, False])
 def test_every_variant_is_valid_bash(role, variant, tls):
@@ -34,6 +35,10 @@ def test_every_variant_is_valid_bash(role, variant, tls):
     for value in variant.get("env", {}).values():  # software.env travels in the secret too
         assert value not in script and shlex.quote(value) not in script
     assert "dask-aws-magic/dam-1/nodes" in script
+    if variant.get("sync"):  # the sync script (from the secret) runs before Dask, and its folder goes first
+        sync = script.index('"$D/sync_environment.py" dask-aws-magic-envs-123456789012-us-east-1 0123abcd')
+        assert sync < script.index("distributed.cli") and 'PYTHONPATH="$D/software/site' in script
+        assert "import base64" not in script  # the script itself is not in user-data
     if variant.get("image"):
         assert '$(sed "s/^/-e /" "$D/env.names")' in script and "docker run" in script
     if tls:

@@ -108,6 +108,8 @@ def main(name, role, folder):
     write_private(os.path.join(folder, "env.sh"),
                   "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
     write_private(os.path.join(folder, "env.names"), "".join(k + "\n" for k in sorted(env)))
+    for file, text in json.loads(secret.get("files") or "{}").items():  # e.g. the software sync script
+        write_private(os.path.join(folder, os.path.basename(file)), text)
     print("dask-aws-magic: read the cluster's secret")
     return 0
 

@@ -49,12 +49,16 @@ def node_secret_names(cluster_id: str, per_role: bool) -> dict[str, str]:
 
 
 def create_node_secrets(sm: Any, cluster_id: str, material: ClusterMaterial | None, env: dict[str, str],
-                        per_role: bool, tags: list[dict[str, str]]) -> dict[str, str]:
-    """The nodes' secrets (their TLS identities and ``software.env``); reader -> ARN."""
+                        per_role: bool, tags: list[dict[str, str]], files: dict[str, str] | None = None,
+                        ) -> dict[str, str]:
+    """The nodes' secrets (their TLS identities and ``software.env``); reader -> ARN. ``files`` (name ->
+    text) are what the nodes write next to their TLS files at boot: scripts too large for user-data's 16 KB."""
     made = {}
     for reader, name in node_secret_names(cluster_id, per_role).items():
         roles = NODE_ROLES if reader == "nodes" else (reader,)
         payload = material.node_secret(env, roles) if material else {"env": json.dumps(env)}
+        if files:
+            payload["files"] = json.dumps(files)
         made[reader] = create_secret(sm, name, payload, tags)
     return made
 

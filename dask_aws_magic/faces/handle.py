@@ -29,6 +29,7 @@ class ClusterHandle:
         self._client: Client | None = None
         self._cluster: Any = None
         self._refresher: Any = None  # renews the nodes' data credentials while the client is connected
+        self.mismatches: list[Any] = []  # versions that differ from the workers' at the last connect
         _open.add(self)
 
     # -- identity ------------------------------------------------------------------------
@@ -48,27 +49,49 @@ class ClusterHandle:
     def connect(self, timeout: float = 30.0) -> Client:
         """Open a client, make it the default, and point dask's ``scheduler-address`` at the cluster.
         The client's ``cluster`` is a ``distributed`` Cluster for this cluster (scale, adapt, widget)."""
+        import warnings
+
         import dask
         from distributed import Client
+        from distributed.versions import VersionMismatchWarning
 
         if self._client is None or self._client.status in ("closed", "closing"):
+            from ..core import versions
             from .cluster import MagicCluster
 
+            versions.prepare()
             try:
                 self._cluster = MagicCluster(self.record)
-                self._client = Client(self._cluster, timeout=timeout, set_as_default=True)
+                with warnings.catch_warnings():  # distributed's table of versions: our one line says it
+                    warnings.simplefilter("ignore", VersionMismatchWarning)
+                    self._client = Client(self._cluster, timeout=timeout, set_as_default=True)
             except (OSError, TimeoutError) as exc:
                 self._disconnect_cluster()
                 raise ClusterDead(
                     f"Could not connect to the scheduler of {self.name!r} at {self.scheduler_address} ({exc}). "
                     f"Check it with `%dask_cluster status {self.name}`."
                 ) from None
+            self._report_versions()
         dask.config.set(self._config())
         if self._refresher is None or not self._refresher.running:
             from ..core.forwarding import start_refresher
 
             self._refresher = start_refresher(self.record, self._client)
         return self._client
+
+    def _report_versions(self) -> None:
+        """One line naming the packages whose versions differ between this kernel and the workers."""
+        from ..core import versions
+
+        try:
+            sync = (self.record.settings.get("software") or {}).get("sync") or {}
+            found = versions.mismatches(self._client, sync.get("excluded") or ())
+        except Exception as exc:  # a report that cannot be made must not fail the connection
+            print(f"dask-aws-magic: could not compare versions with {self.name}'s workers ({exc})")
+            return
+        self.mismatches = found
+        if found:
+            print(versions.one_line(found, self.name))
 
     def _config(self) -> dict[str, Any]:
         """What dask's config needs so that ``Client()`` with no arguments reaches this cluster: its

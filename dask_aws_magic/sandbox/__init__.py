@@ -6,8 +6,9 @@ Importing this package is cheap; moto is imported when a Sandbox starts.
 from __future__ import annotations
 
 from .core import Sandbox, current
+from .software import MachineImage
 
-__all__ = ["Sandbox", "current", "start", "stop"]
+__all__ = ["MachineImage", "Sandbox", "current", "start", "stop"]
 
 
 def start(boot_delay: float = 0.0, region: str = "us-east-1") -> Sandbox:

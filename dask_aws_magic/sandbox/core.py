@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .env import AwsEnvironment
     from .faults import Delay, Delays, Fault, Rules
     from .server import CallCounter, SandboxServer
+    from .software import MachineImage, WheelIndex
     from .spot import SpotPrices
     from .sts import Session, TemporaryCredentials
     from .tasks import TaskEmulator
@@ -35,6 +36,11 @@ class Sandbox:
         task roles), whatever was asked: short lifetimes test renewal. None: as asked (AWS's limits).
     workdir: where per-instance directories (home, root, console.log, user-data) go; once an instance
         has ended only its console.log is kept. By default a temporary directory, removed on stop.
+    wheels: a folder of wheels served as the nodes' package index (``uv`` on a node installs from it
+        only); without it nodes can install only the wheels they are given.
+    image: the nodes' Python: "host" (default: this host's, with all it has), the path of another
+        interpreter, or a :class:`~.software.MachineImage` (a Python with only the packages it names,
+        built once and cached).
     """
 
     def __init__(
@@ -45,9 +51,14 @@ class Sandbox:
         instance_env: dict[str, str] | None = None,
         workdir: str | None = None,
         credential_lifetime: float | None = None,
+        wheels: str | None = None,
+        image: MachineImage | str | None = None,
     ) -> None:
         self._boot_delay = boot_delay
         self._credential_lifetime = credential_lifetime
+        self.wheels = wheels
+        self.image = image
+        self._index: WheelIndex | None = None
         self.region = region
         self.instance_env = dict(instance_env or {})
         self.workdir = workdir
@@ -117,6 +128,16 @@ class Sandbox:
         self._sts = TemporaryCredentials(self._credential_lifetime)
         self._sts.patch(patches)
         patch_policy_evaluation(patches, self._sts)
+        from .s3 import patch_expected_owner, patch_s3_conditions
+        from .software import WheelIndex, image_python
+
+        patch_s3_conditions(patches)
+        patch_expected_owner(patches)
+        python = image_python(self.image)
+        if self.wheels:
+            self._index = WheelIndex(self.wheels).start()
+            self._undo.append(self._index.stop)
+        index_url = self._index.url if self._index else None
         self._spot = SpotPrices()
         patch_spot_prices(patches, self._spot)
         moto_api_backend.reset()
@@ -132,12 +153,12 @@ class Sandbox:
         self._env.set_endpoint(self._server.endpoint_url)
         # The instances and tasks reach this AWS (S3 included) as they reach AWS's regional endpoints.
         instance_env = {"AWS_ENDPOINT_URL": self._server.endpoint_url, **self.instance_env}
-        self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env)
+        self._emulator = InstanceEmulator(self._root, self._boot_delay, instance_env, python, index_url)
         self._emulator.start()
         self._undo.append(self._emulator.stop)
         from .tasks import TaskEmulator
 
-        self._tasks = TaskEmulator(self._root, self._boot_delay, instance_env)
+        self._tasks = TaskEmulator(self._root, self._boot_delay, instance_env, python, index_url)
         self._tasks.start()
         self._undo.append(self._tasks.stop)
 
@@ -150,7 +171,7 @@ class Sandbox:
                 self._undo.pop()()
             except BaseException as exc:  # keep undoing the rest
                 error = error or exc
-        self._server = self._emulator = self._env = self._spot = self._tasks = self._sts = None
+        self._server = self._emulator = self._env = self._spot = self._tasks = self._sts = self._index = None
         if self._root and not self.workdir:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
@@ -204,11 +225,35 @@ class Sandbox:
 
     # -- inspection ------------------------------------------------------------------------
     def resources(self) -> dict[str, list[str]]:
-        """Ids per kind of what is left; only non-empty kinds, so `not sb.resources()` means clean."""
+        """Ids per kind of what is left; only non-empty kinds, so `not sb.resources()` means clean. The
+        software-sync buckets (`down` leaves them: a cache of environments) are in `caches()` instead."""
         from .inventory import resources
 
         self._need(self._server)
         return resources()
+
+    def caches(self) -> dict[str, list[str]]:
+        """What is left on purpose: the software-sync buckets (tagged, private, expiring), by kind."""
+        from .inventory import caches
+
+        self._need(self._server)
+        return caches()
+
+    def remove_environment_buckets(self) -> list[str]:
+        """Delete the software-sync buckets (``dask-aws-magic-envs-*``) of every account and region, with
+        their objects: the cache ``down`` rightly leaves, removed between tests. Their names."""
+        from moto.s3.models import s3_backends
+
+        from .inventory import _backends
+
+        removed = []
+        for backend in _backends(s3_backends):
+            for name in [n for n in list(backend.buckets) if n.startswith("dask-aws-magic-envs-")]:
+                for key in list(backend.buckets[name].keys.keys()):
+                    backend.delete_object(name, key)
+                backend.delete_bucket(name)
+                removed.append(name)
+        return sorted(removed)
 
     def calls(self) -> Counter[str]:
         """AWS API calls served since start or `reset_calls()`, keyed "service:Action"."""

@@ -91,10 +91,13 @@ class InstanceEmulator:
     `boot_delay` (seconds) is how long a new instance stays `pending` before its user-data runs.
     """
 
-    def __init__(self, root: str, boot_delay: float = 0.0, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: str, boot_delay: float = 0.0, extra_env: dict[str, str] | None = None,
+                 python: str = sys.executable, index_url: str | None = None) -> None:
         self.root = root
         self.boot_delay = boot_delay
         self.extra_env = dict(extra_env or {})
+        self.python = python  # the machine image's interpreter
+        self.index_url = index_url  # the wheel index `uv` on a node installs from
         self.metadata = MetadataServer(self._resolve)
         self._records: dict[str, EmulatedInstance] = {}
         self._lock = threading.RLock()
@@ -311,7 +314,7 @@ class InstanceEmulator:
         bin_dir = os.path.join(record.directory, "bin")
         for folder in (home, bin_dir, record.root):
             os.makedirs(folder, mode=0o700, exist_ok=True)
-        _write_shims(bin_dir, record.directory)
+        _write_shims(bin_dir, record.directory, self.python, self.index_url)
         data = record.user_data = decode_user_data(record.instance.user_data)
         instance = record.instance
         with open(record.console_path, "a") as console:
@@ -331,7 +334,7 @@ class InstanceEmulator:
         record.process = spawn(argv, home, env, record.console_path)
 
     def _environment(self, record: EmulatedInstance, home: str, bin_dir: str) -> dict[str, str]:
-        python_dir = os.path.dirname(sys.executable)
+        python_dir = os.path.dirname(self.python)
         user = getpass.getuser()
         env = {
             "PATH": os.pathsep.join([bin_dir, python_dir, "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -363,10 +366,14 @@ def _apply_template_settings(backend: Any, instance: Any, kwargs: dict[str, Any]
         instance.lifecycle = "spot"
 
 
-def _write_shims(bin_dir: str, instance_dir: str) -> None:
+def _write_shims(bin_dir: str, instance_dir: str, python_path: str = sys.executable,
+                 index_url: str | None = None) -> None:
     """Commands the instance finds first on its PATH: power-off commands that ask the emulator to shut
     the instance down; package managers that refuse (they would change this host, not the instance);
-    and python3/python, this host's interpreter, refusing to pip-install into it."""
+    python3/python, the machine image's interpreter, refusing to pip-install into it; and uv, allowed
+    only into a folder under the instance's own directory, from the sandbox's wheel index."""
+    from .software import uv_shim
+
     marker = shlex.quote(os.path.join(instance_dir, _POWER_OFF_FILE))
     power_off = f': > {marker}\necho "[sandbox] $(basename "$0") $*: instance-initiated shutdown"\n'
     shims = {
@@ -388,7 +395,8 @@ def _write_shims(bin_dir: str, instance_dir: str) -> None:
               'package managers do not run here; use an image (or a Python) that already has what it needs, '
               'or a venv under the instance\'s root" >&2\nexit 1\n')
     shims.update(dict.fromkeys(PACKAGE_MANAGERS, refuse))
-    python = shlex.quote(sys.executable)
+    shims["uv"] = uv_shim(instance_dir, index_url)
+    python = shlex.quote(python_path)
     for name in ("python3", "python"):
         shims[name] = f'case " $* " in *" -m pip "*|*" -m ensurepip "*)\n{refuse};;\nesac\nexec {python} "$@"\n'
     for name, body in shims.items():

@@ -105,7 +105,7 @@ def _others(found: dict[str, list[str]]) -> None:
     for backend in _backends(ssm_backends):
         found["ssm_parameters"] += [n for n in list(backend._parameters) if not n.startswith("/aws/")]
     for backend in _backends(s3_backends):
-        found["s3_buckets"] += list(backend.buckets)
+        found["s3_buckets"] += [name for name in list(backend.buckets) if not _environments_bucket(backend, name)]
     _secrets(found)
 
 
@@ -125,3 +125,27 @@ def _autoscaling_and_efs(found: dict[str, list[str]]) -> None:
         found["autoscaling_groups"] += list(backend.autoscaling_groups)
     for backend in _backends(efs_backends):
         found["efs_file_systems"] += list(backend.file_systems_by_id)
+
+
+ENVIRONMENTS_PREFIX = "dask-aws-magic-envs-"
+
+
+def _environments_bucket(backend: Any, name: str) -> bool:
+    """software.sync's bucket: named and tagged as such (``down`` leaves it: a cache, not a leak)."""
+    if not name.startswith(ENVIRONMENTS_PREFIX):
+        return False
+    try:
+        tags = backend.get_bucket_tagging(name)
+    except Exception:
+        return False
+    return any(t.get("Key") == "dask-aws-magic:purpose" and t.get("Value") == "environments"
+               for t in (tags or {}).get("Tags", []))
+
+
+def caches() -> dict[str, list[str]]:
+    """What is left on purpose, as a cache shared by the account's clusters: software.sync's buckets."""
+    from moto.s3.models import s3_backends
+
+    found = [name for backend in _backends(s3_backends) for name in list(backend.buckets)
+             if _environments_bucket(backend, name)]
+    return {"environment_buckets": sorted(found)} if found else {}

@@ -87,10 +87,13 @@ class TaskEmulator:
     """Watches moto's ECS backends and runs every task's container; registers EC2 instances whose
     user-data names an ``ECS_CLUSTER`` as container instances of that cluster (the ECS agent)."""
 
-    def __init__(self, root: str, start_delay: float = 0.0, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: str, start_delay: float = 0.0, extra_env: dict[str, str] | None = None,
+                 python: str = sys.executable, index_url: str | None = None) -> None:
         self.root = os.path.join(root, "tasks")
         self.start_delay = start_delay
         self.extra_env = dict(extra_env or {})
+        self.python = python  # the image's interpreter
+        self.index_url = index_url  # the wheel index `uv` in a task installs from
         self.images: set[str] = set()
         self.metadata = TaskMetadataServer()
         self._records: dict[str, EmulatedTask] = {}
@@ -272,13 +275,13 @@ class TaskEmulator:
         home, bin_dir, tmp = (os.path.join(record.directory, d) for d in ("home", "bin", "tmp"))
         for folder in (home, bin_dir, tmp):
             os.makedirs(folder, mode=0o700, exist_ok=True)
-        _write_shims(bin_dir, record.directory)
+        _write_shims(bin_dir, record.directory, self.python, self.index_url)
         refusing = _refusing_modules(record.directory)
         argv = [*(container.get("entryPoint") or []), *(override.get("command") or container.get("command") or [])]
         if not argv:
             raise StartFailure("TaskFailedToStart", "CannotStartContainerError: no command and the image has none")
         env = {
-            "PATH": os.pathsep.join([bin_dir, os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "PATH": os.pathsep.join([bin_dir, os.path.dirname(self.python), "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8", "HOSTNAME": f"ip-{ip.replace('.', '-')}",
             "AWS_REGION": backend.region_name, "AWS_DEFAULT_REGION": backend.region_name,
             "ECS_CONTAINER_METADATA_URI_V4": self.metadata.add(task.id, task.task_arn, task.cluster_arn,

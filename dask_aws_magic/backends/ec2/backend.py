@@ -18,7 +18,7 @@ from ...aws.scopes import LIST_ATTEMPTS, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import tag_list, tagged_security_groups
 from ...core.errors import AwsError
-from .. import dask_commands, data_identity
+from .. import dask_commands, data_identity, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
 from ..proof import made_here
@@ -123,9 +123,11 @@ class EC2Backend:
                                       ssh=planning.wants_ssh(s["roles"]))
         ctx.check()
         with aws(f"storing the secrets of {record.name} in Secrets Manager"):
-            model.node_secrets = secrets.create_node_secrets(sm, record.cluster_id, material, env, True, tags)
+            model.node_secrets = secrets.create_node_secrets(sm, record.cluster_id, material, env, True, tags,
+                                                            software_sync.node_files(record))
             ctx.save(model)
         ctx.check()
+        software_sync.publish(record, discovery.scope_of(record))
         self._instance_roles(ctx, record, model, tags)
         scheduler = self._run(ctx, ec2, record, model, "scheduler", 1, tokens["scheduler"])[0]
         model.scheduler, model.scheduler_ip = scheduler["InstanceId"], scheduler.get("PrivateIpAddress")
@@ -159,7 +161,9 @@ class EC2Backend:
                 continue
             name = iam.role_name(record.cluster_id, role)
             with aws(doing), iam.permission_needed(doing, PROFILE_OPTION, PROFILE_INSTEAD):
-                iam.create_role(client, name, "ec2.amazonaws.com", iam.secret_read_policy(secret), tags,
+                policy = iam.secret_read_policy(secret)
+                policy["Statement"] += software_sync.node_statements(record)
+                iam.create_role(client, name, "ec2.amazonaws.com", policy, tags,
                                 f"dask-aws-magic cluster {record.name}: its {role} reads its own secret")
                 model.roles[role] = name
                 ctx.save(model)

@@ -12,7 +12,7 @@ from ...aws.scopes import current_endpoint
 from ...aws.session import credentials_available, default_region
 from ...core.errors import AwsError
 from ...core.profiles import parse_duration, parse_memory
-from .. import dask_commands
+from .. import dask_commands, software_sync
 from ..base import Plan, PlannedResource
 from . import lookups
 
@@ -122,13 +122,19 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
     software = data.get("software", {})
     if software.get("image") and software.get("pip"):
         notes.append("software.pip is ignored with software.image: put the packages in the image")
+    machines = _software(software)
+    sync = software_sync.plan(software, backend=backend, python=machines["python"], arch=wtype["arch"],
+                              region=region, owner=found.owner)
+    resources += sync.resources
+    notes += sync.notes
+    machines.update(sync=sync.settings, pip=[] if sync.settings else machines["pip"])  # sync installs software.pip
     if cidr.endswith("/0"):
         notes.append(f"WARNING: the scheduler is open to {cidr}, i.e. to anyone")
     settings = {
         "region": region, "aws_profile": aws_profile, "count": count, "ingress_cidr": cidr, "tls": tls,
         "idle_timeout": idle, "max_lifetime": lifetime, "amis": found.amis, "roles": roles,
         "nprocs": nprocs, "nthreads": nthreads, "memory": memory,
-        "use_private_ip": network.get("use_private_ip", False), "software": _software(software),
+        "use_private_ip": network.get("use_private_ip", False), "software": machines,
         "vpc": found.vpc, "subnets": found.subnets, "root_devices": found.root_devices,
     }
     if current_endpoint():

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from .. import dask_commands
 
@@ -27,6 +28,7 @@ SHELL_VARIABLES = ("$IP", "$ID", DIR)  # set by the script (the address and id f
 TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/ca.pem", cert=f"{DIR}/node.pem", key=f"{DIR}/node.key")
 IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
 FETCH_SECRET = f"{DIR}/fetch_secret.py"  # likewise the secret fetcher (standard library only)
+SYNC = f"{DIR}/sync_environment.py"  # the software sync (standard library only), written from the node secret
 # The dashboard speaks HTTPS with the scheduler's certificate (distributed's dashboard TLS settings).
 DASHBOARD_TLS = dict(zip(dask_commands.DASHBOARD_TLS_VARIABLES, (TLS_FILES.cert, TLS_FILES.key), strict=True))
 # Whether a Python has the wanted versions, from the packages' metadata: importing dask and
@@ -56,6 +58,7 @@ class Software:
     pip: list[str] = field(default_factory=list)
     image: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    sync: dict[str, Any] | None = None  # software.sync: the environments bucket and the lock's key
 
 
 @dataclass
@@ -141,6 +144,16 @@ def _software(spec: NodeSpec, exported: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sync(spec: NodeSpec) -> str:
+    """Give the node's Python what the kernel's lock wants (software.sync), before Dask starts. The script
+    came with the node secret (it would take a third of user-data's 16 KB)."""
+    sync = spec.software.sync or {}
+    return (f'$PY "{SYNC}" {shlex.quote(sync["bucket"])} {shlex.quote(sync["key"])} {spec.role} "{DIR}/software" '
+            "|| stop 'installing the software failed (see above)'\n"
+            f'if [ -d "{DIR}/software/site" ]; then '
+            f'export PYTHONPATH="{DIR}/software/site${{PYTHONPATH:+:$PYTHONPATH}}"; fi\n')
+
+
 def _shell_word(arg: str) -> str:
     """``arg`` quoted for bash; the metadata variables in it are left for the shell to expand."""
     if not any(variable in arg for variable in SHELL_VARIABLES):
@@ -203,6 +216,8 @@ def user_data(spec: NodeSpec) -> str:
     if spec.role == "scheduler" and spec.idle_timeout:
         script += _heredoc(IDLE_PRELOAD, _compact("core/idle_preload.py"), "PRELOAD")
     script += _software(spec, exported)
+    if spec.software.sync:
+        script += _sync(spec)
     script += f'echo "dask-aws-magic: starting the {spec.role} on $IP"\n'
     script += "$RUN $PY " + " ".join(_shell_word(arg) for arg in dask_argv(spec)) + "\n"
     script += 'stop "dask exited with status $?"\n'

@@ -18,7 +18,7 @@ from ...aws.scopes import LIST_ATTEMPTS, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
-from .. import dask_commands, data_identity
+from .. import dask_commands, data_identity, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
 from ..proof import made_here
@@ -78,6 +78,7 @@ class _ECSTasks:
         tags = self._tags(record)
         names = infra.names(record.name, record.cluster_id)
         self._secrets(ctx, record, model, tags, names)
+        software_sync.publish(record, discovery.scope_of(record))
         with aws(f"creating the log group of {record.name}"):
             model.log_group = infra.create_log_group(_client(record, "logs"), names["log_group"], s["log_retention"],
                                                      tags)
@@ -168,6 +169,15 @@ class _ECSTasks:
         the cluster and nothing else."""
         s = record.settings
         client = _client(record, "iam")
+        policy = software_sync.node_policy(record)
+        if policy and not s["task_role"]:  # the tasks read their environment with a role of the cluster's own
+            doing = f"creating the task role of {record.name}"
+            with aws(doing), iam.permission_needed(doing, "ecs.task_role", "a task role that already exists and "
+                                                   "may read the environment"):
+                model.task_role = iam.create_role(
+                    client, iam.role_name(record.cluster_id, "task"), "ecs-tasks.amazonaws.com", policy, tags,
+                    f"dask-aws-magic cluster {record.name}: reads its software environment")
+                ctx.save(model)
         doing = f"creating the task execution role of {record.name}"
         with aws(doing):
             if s["execution_role"]:
@@ -240,7 +250,8 @@ class _ECSTasks:
             role, s, image=s["image"], scheduler_ip=scheduler_ip, node_secret=model.node_secret,
             log_group=str(model.log_group), region=s["region"], cpu=size["cpu"], memory=size["memory"],
             efs_volume="data" if volumes else None, host_network=not self.fargate)
-        task_role = infra.role_arn(_client(record, "iam"), s["task_role"], "ecs.task_role") if s["task_role"] else None
+        task_role = infra.role_arn(_client(record, "iam"), s["task_role"], "ecs.task_role") if s["task_role"] \
+            else model.task_role
         family = f"{infra.names(record.name, record.cluster_id)['family']}-{role}"
         return tasks.register(_client(record, "ecs"), family, definition, fargate=self.fargate, cpu=size["cpu"],
                               memory=size["memory"], execution_role=model.execution_role, task_role=task_role,
@@ -474,7 +485,7 @@ class _ECSTasks:
                 if network.delete_security_group(ec2, sg, ctx.sleep):
                     lines.append(f"deleted security group {sg}")
             iam_client = scope.client("iam")
-            for purpose in ("execution", "instances"):
+            for purpose in ("execution", "instances", "task"):
                 if iam.delete_role(iam_client, iam.role_name(record.cluster_id, purpose)):
                     lines.append(f"deleted IAM role {iam.role_name(record.cluster_id, purpose)}")
             deleted = secrets.delete_cluster_secrets(  # the manifest last

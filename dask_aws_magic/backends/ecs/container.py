@@ -15,7 +15,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from .. import dask_commands
+from .. import dask_commands, software_sync
 
 DATA_DIR = "/data"  # where the EFS file system is mounted, when there is one
 TLS_FILES = dask_commands.TLSFiles(ca="{DIR}/ca.pem", cert="{DIR}/node.pem", key="{DIR}/node.key")
@@ -55,6 +55,19 @@ if spec.get("pip"):
     if status:
         print("dask-aws-magic: installing extra packages failed (status %d)" % status, flush=True)
         sys.exit(status)
+sync = spec.get("sync")
+if sync:  # software.sync: what the kernel's lock wants and this image lacks, into a folder on PYTHONPATH
+    import base64, zlib
+    with open(os.path.join(d, "sync_environment.py"), "wb") as out:
+        out.write(zlib.decompress(base64.b64decode(sync["script"])))
+    status = subprocess.call([sys.executable, os.path.join(d, "sync_environment.py"), sync["bucket"], sync["key"],
+                              spec["role"], os.path.join(d, "software")])
+    if status:
+        print("dask-aws-magic: installing the software failed (see above)", flush=True)
+        sys.exit(status)
+    site = os.path.join(d, "software", "site")
+    if os.path.isdir(site):
+        e["PYTHONPATH"] = site + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
 want = spec.get("versions")
 if want:  # from the installed packages' folder names: importing dask to ask would cost a second
     names = set()
@@ -114,6 +127,9 @@ def command(role: str, settings: dict[str, Any], scheduler_ip: str | None) -> li
         spec["dashboard_tls"] = list(dask_commands.DASHBOARD_TLS_VARIABLES)
     if role == "scheduler" and settings["idle_timeout"]:
         spec["preload"] = resources.files("dask_aws_magic").joinpath("core/idle_preload.py").read_text()
+    if software.get("sync"):
+        spec["sync"] = {"bucket": software["sync"]["bucket"], "key": software["sync"]["key"],
+                        "script": software_sync.packed_script()}
     if not software.get("image"):  # our default image: check it really has the client's versions
         spec["versions"] = {"python": software["python"], "dask": software["dask"],
                             "distributed": software["distributed"]}

@@ -23,6 +23,7 @@ class ECSResources:
     log_group: str | None = None
     keep_logs: bool = False
     execution_role: str | None = None  # ARN
+    task_role: str | None = None  # ARN of the task role made for software.sync (never the profile's)
     security_group: str | None = None
     node_secret: str | None = None  # ARN
     client_secret: str | None = None  # ARN

@@ -14,7 +14,7 @@ from ...aws.scopes import current_endpoint
 from ...aws.session import aws, client
 from ...core.errors import ProfileError
 from ...core.profiles import parse_duration, parse_memory
-from .. import dask_commands
+from .. import dask_commands, software_sync
 from ..base import Plan, PlannedResource
 from ..ec2 import placement
 from ..ec2.planning import _software, _where  # the same region and software rules as EC2
@@ -192,6 +192,15 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
                      f"groups decide who reaches the scheduler (ports {INGRESS.first}-{INGRESS.last})")
     if found_cidr.endswith("/0"):
         notes.append(f"WARNING: the scheduler is open to {found_cidr}, i.e. to anyone")
+    sync = software_sync.plan(data.get("software", {}), backend=backend, python=software["python"],
+                              arch="x86_64", region=region, owner=found_owner)
+    resources += sync.resources
+    notes += sync.notes
+    if sync.settings:
+        software = dict(software, sync=sync.settings, pip=[])  # sync installs software.pip
+        resources.append(PlannedResource("iam-role", "task", 1, f"uses {ecs['task_role']}: it must be allowed to read "
+                                         "the environment (see docs/ecs.md)" if ecs.get("task_role") else
+                                         "task role: reads this cluster's environment in the S3 bucket; nothing else"))
     use_private = network.get("use_private_ip", False)
     settings = {
         "region": region, "aws_profile": aws_profile, "count": count, "ingress_cidr": found_cidr, "tls": tls,
