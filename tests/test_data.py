@@ -22,7 +22,7 @@ import pytest
 import dask_aws_magic as dam
 from dask_aws_magic.aws.data_credentials import ForwardingImpossible
 from dask_aws_magic.core import forwarding, registry
-from dask_aws_magic.core.errors import ProfileError
+from dask_aws_magic.core.errors import LaunchError, ProfileError
 
 from .conftest import assert_private, aws_sandbox
 
@@ -298,6 +298,30 @@ def test_a_failed_renewal_is_said_once_and_retried(home, caplog):
             assert any("renewed again" in r.getMessage() for r in caplog.records)
         finally:
             handle.down()
+
+
+def test_a_scheduler_frozen_at_the_handover_fails_up_in_time_and_leaves_nothing(home, monkeypatch):
+    """A scheduler that answered, then froze, must not hold `up` in the call that hands it the
+    credentials: `up` fails after the hand-over's time and tears everything down."""
+    import signal
+
+    from dask_aws_magic.core import lifecycle
+
+    monkeypatch.setattr(lifecycle, "HANDOVER_TIMEOUT", 5.0)
+    with lake(home) as sb, sb.enforce_iam():
+        def freeze(event):  # the moment before the hand-over: stop every process of the scheduler
+            if event.stage == "connect" and event.message.startswith("handing the nodes"):
+                scheduler = registry.read("ec2-data").resources["scheduler"]
+                os.killpg(sb.processes()[scheduler], signal.SIGSTOP)
+
+        started = time.monotonic()
+        with pytest.raises(LaunchError) as failed:
+            lifecycle.up("ec2-data", on_event=freeze)
+        assert time.monotonic() - started < 120
+        message = str(failed.value)
+        assert "Waited 5 s for the scheduler to take the data credentials" in message, message
+        assert "torn down" in message, message
+        assert registry.get("ec2-data") is None
 
 
 def _task_role(name: str) -> str:

@@ -34,6 +34,7 @@ Overrides = Iterable[str] | Mapping[str, Any] | None
 EventSink = Callable[[Event], None]
 PROBE_INTERVAL = 0.05  # between two probes of the scheduler
 PROGRESS_WRITE_INTERVAL = 0.25  # the registry gets a starting cluster's progress at most this often
+HANDOVER_TIMEOUT = 60.0  # seconds the scheduler gets to take the nodes' data credentials
 
 
 class _Context:
@@ -221,7 +222,8 @@ def _up(op: Operation, req: _UpRequest) -> ClusterRecord:
         _wait_for_scheduler(ctx, backend, deadline, importing)
         if credentials is not None:
             ctx.emit("connect", f"handing the nodes {credentials.description}")
-            forwarding.deliver(backend, record, credentials)
+            _within(ctx, HANDOVER_TIMEOUT, "the scheduler to take the data credentials",
+                    lambda: forwarding.deliver(backend, record, credentials))
         if wait_workers:
             _wait_for_workers(ctx, backend, wait_workers, deadline)
     except BaseException as exc:
@@ -230,6 +232,29 @@ def _up(op: Operation, req: _UpRequest) -> ClusterRecord:
     registry.write(record)
     op.emit("ready", _ready_message(record))
     return record
+
+
+def _within(ctx: _Context, seconds: float, what: str, work: Callable[[], Any]) -> Any:
+    """``work()`` in a thread of its own, waited for at most ``seconds`` and never past a cancel: a call
+    into a frozen scheduler must not hold ``up`` (nor its Ctrl-C)."""
+    from concurrent.futures import Future
+
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"dask-aws-magic {what}", daemon=True).start()
+    deadline = time.monotonic() + seconds
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise LaunchError(f"Waited {seconds:g} s for {what}, in vain: the scheduler may be frozen or "
+                              "overloaded.")
+        ctx.sleep(PROBE_INTERVAL)
+    return future.result()
 
 
 def _ready_message(record: ClusterRecord) -> str:
