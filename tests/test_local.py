@@ -314,14 +314,19 @@ def test_home_owned_by_someone_else_is_refused(home, monkeypatch):
     assert "=/tmp" not in str(info.value)  # no advice to use a shared folder
 
 
-@pytest.mark.parametrize(("name", "cluster_id"), [("../../etc", "dam-0123456789ab"), ("ok-name", "x/../y"),
-                                                  ("a" * 300, "dam-0123456789ab")])
-def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id):
+@pytest.mark.parametrize(("name", "cluster_id", "owner"), [
+    ("../../etc", "dam-0123456789ab", ""), ("ok-name", "x/../y", ""), ("a" * 300, "dam-0123456789ab", ""),
+    ("zz\n", "dam-0123456789ab", ""), ("ok-name", "dam-0123456789ab\n", ""),  # `$` took a trailing newline
+    ("ok-name", "dam-0123456789ab", "local:me\nfake   local    running"),  # an owner that fakes a line
+])
+def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id, owner):
     from dask_aws_magic.core import paths
+    from dask_aws_magic.faces import render
     from dask_aws_magic.faces.cli import main
 
     env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": name, "DASK_AWS_MAGIC_CLUSTER_ID": cluster_id,
-           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve())}
+           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
+           "DASK_AWS_MAGIC_OWNER": owner}
     # A process that carries our tags, as a scheduler would, but was not made by us.
     impostor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
                                 env=env, start_new_session=True)
@@ -331,7 +336,10 @@ def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id):
         assert impostor.poll() is None, "down --all touched a process it did not create"
         from dask_aws_magic.core import inventory
 
-        assert any("never makes" in line for line in inventory.survey().ignored)
+        found = inventory.survey("*")
+        assert not found.clusters and any("never makes" in line for line in found.ignored)
+        assert "fake" not in "\n".join(line for line in render.survey(found).splitlines()
+                                       if not line.startswith("warning:"))  # only in the warning, escaped
         assert not (home / "clusters").exists() or not list((home / "clusters").glob("*.json"))
     finally:
         impostor.kill()

@@ -22,7 +22,7 @@ HOURLY_COST = 0.40 / 730  # USD per secret: 0.40 a month, prorated by the hour
 KINDS = ("nodes", "client")
 
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` would take "A\n"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def create_cluster_secrets(sm: Any, name: str, cluster_id: str, env: dict[str, s
     from .tls import new_cluster_material
 
     for key in env:
-        if not ENV_NAME.match(key):
+        if not ENV_NAME.fullmatch(key):
             raise LaunchError(f"`software.env` has {key!r}, which is not an environment variable name: use "
                               "letters, digits and underscores, not starting with a digit.")
     material = new_cluster_material(name) if tls else None

@@ -11,7 +11,7 @@ from ..backends import Discovered, Discovery, discoverable_backends, get_backend
 from . import adaptive, registry
 from .connection import identity, security_of
 from .errors import ClusterDead, ClusterNotFound, DaskAwsMagicError, ForeignCluster
-from .naming import check_name, is_cluster_id
+from .naming import check_name, is_cluster_id, is_owner
 from .processes import running
 from .registry import ClusterRecord
 
@@ -71,6 +71,9 @@ def _untrusted(found: Discovered) -> str | None:
         check_name(found.name)
     except DaskAwsMagicError:
         return (f"ignored {found.backend} cluster {found.cluster_id} tagged with the name {found.name!r}, which "
+                "this tool never makes; check who tagged it")
+    if not is_owner(found.owner):
+        return (f"ignored {found.backend} cluster {found.cluster_id} tagged with the owner {found.owner!r}, which "
                 "this tool never makes; check who tagged it")
     return None
 

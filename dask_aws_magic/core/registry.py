@@ -20,7 +20,7 @@ from typing import Any
 
 from . import paths
 from .errors import ClusterNotFound, InvalidName
-from .naming import check_name
+from .naming import check_name, is_owner
 
 LIVE = ("starting", "running")
 
@@ -68,6 +68,8 @@ class ClusterRecord:
             check_name(data["name"])
         except InvalidName:
             raise ValueError(f"the name {data['name']!r} is not a valid cluster name") from None
+        if not is_owner(data.get("owner", "")):
+            raise ValueError(f"the owner {data['owner']!r} is not printable text")
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
 
