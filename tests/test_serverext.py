@@ -115,6 +115,9 @@ def test_profiles_one_profile_and_plan(api, home):
     ("clusters", {"profile": 3}, "'profile'"),
     ("clusters", {"profile": "local", "workers": True}, "'workers'"),
     ("clusters", {"profile": "no-such-profile"}, "no-such-profile"),
+    ("clusters", {"profile": "local", "name": "zz\n"}, "'zz\\n' cannot be used"),  # issue 16.8: `$` took it
+    ("clusters", '{"profile": "local", "overrides": ' + "[" * 50_000 + "]" * 50_000 + "}", "nests"),  # 16.10
+    ("profiles/local/plan", {"overrides": {"a": [[[[[[[[1]]]]]]]]}}, "more than 8 deep"),
 ])
 def test_bad_bodies_are_answered_400_naming_the_field(api, home, path, body, field):
     code, data = api("POST", path, body)
