@@ -32,6 +32,9 @@ def identity(address: str, security: Any | None = None, timeout: float = 1.0) ->
     shows no aborted connections."""
     import asyncio
 
+    from ..imports import distributed
+
+    distributed()
     from distributed.comm import connect
 
     args = security.get_connection_args("client") if security is not None else {}
@@ -79,7 +82,9 @@ def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default:
                 name: str | None = None) -> Client:
     """A client of ``record``'s scheduler with the cluster's own TLS; :class:`ClusterDead` if it
     cannot connect."""
-    from distributed import Client
+    from ..imports import distributed
+
+    Client = distributed().Client
 
     try:
         return Client(record.scheduler_address, security=security_of(record), timeout=timeout,

@@ -10,7 +10,6 @@ faces' step, never this module's.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 import threading
@@ -241,12 +240,13 @@ def _ready_message(record: ClusterRecord) -> str:
 
 
 def _import_client_library_meanwhile() -> threading.Thread | None:
-    """Import distributed in a thread while the cluster boots, so the first probe does not wait.
-    Nothing here uses distributed while the thread runs: two threads importing its modules at once
-    can meet a partially initialised one."""
+    """Import distributed in a thread while the cluster boots, so the first probe does not wait (the
+    probe would wait for this import's lock: polling goes on meanwhile, the probe waits for the thread)."""
     if "distributed" in sys.modules:
         return None
-    thread = threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True)
+    from ..imports import distributed
+
+    thread = threading.Thread(target=distributed, daemon=True)
     thread.start()
     return thread
 
@@ -279,8 +279,7 @@ def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float,
                 registry.write(record)
                 secured = False
                 ctx.emit("connect", f"connecting to the scheduler at {seen.address}")
-        # The probe uses distributed: not while the background import of it still runs (two threads
-        # importing its modules at once can meet a partially initialised one); polling goes on.
+        # The probe would wait for the background import of distributed: polling goes on meanwhile.
         if seen.address and (importing is None or not importing.is_alive()):
             if not secured:
                 security, secured = security_of(record), True

@@ -48,8 +48,10 @@ class ClusterHandle:
         """Open a client, make it the default, and point dask's ``scheduler-address`` at the cluster.
         The client's ``cluster`` is a ``distributed`` Cluster for this cluster (scale, adapt, widget)."""
         import dask
-        from distributed import Client
 
+        from ..imports import distributed
+
+        Client = distributed().Client  # a panel's refresh may be importing it in its thread
         if self._client is None or self._client.status in ("closed", "closing"):
             from .cluster import MagicCluster
 
