@@ -346,6 +346,63 @@ def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id, owner):
         impostor.wait(10)
 
 
+def _planted(home, victim, **popen):
+    """A process that looks like a scheduler of this home: our tags, and a command line naming ``victim``
+    as its TLS folder (what `down` deletes with a cluster)."""
+    from dask_aws_magic.core import paths
+
+    env = {"PATH": os.environ["PATH"], "DASK_AWS_MAGIC_CLUSTER": "planted", "DASK_AWS_MAGIC_ROLE": "scheduler",
+           "DASK_AWS_MAGIC_CLUSTER_ID": "dam-0123456789ab", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
+           "DASK_AWS_MAGIC_OWNER": "local:root", "HOME": str(paths.home().parent)}
+    return subprocess.Popen(["sh", "-c", "sleep 60; :", "distributed.cli", "--tls-ca-file", str(victim / "ca.pem")],
+                            env=env, start_new_session=True, **popen)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's process needs root (runs as root in CI)")
+def test_another_users_process_is_never_adopted(home, tmp_path):
+    """Run as root, `list` read every user's processes: another user's planted process, whose environment
+    named root's home, was listed, and `down --all` deleted the folder on its command line."""
+    from dask_aws_magic.faces.cli import main
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "ca.pem").write_text("precious")
+    nobody = 65534
+    impostor = _planted(home, victim, user=nobody, group=nobody, extra_groups=[])
+    try:
+        assert psutil.Process(impostor.pid).uids().real == nobody
+        time.sleep(0.2)  # its command line and environment are in place
+        from dask_aws_magic.core import inventory
+
+        found = inventory.survey("*")
+        assert found.clusters == [] and found.others == {}
+        assert main(["down", "--all"]) == 0
+        assert (victim / "ca.pem").read_text() == "precious" and impostor.poll() is None
+    finally:
+        impostor.kill()
+        impostor.wait(10)
+
+
+def test_down_deletes_only_inside_the_clusters_own_folder(home, tmp_path):
+    """A process of this user that carries our tags is stopped by `down`, but the TLS folder its command
+    line names is deleted only when it is inside the cluster's own folder of the home."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "ca.pem").write_text("precious")
+    planted = _planted(home, victim)
+    try:
+        deadline = time.monotonic() + 10
+        while [c.name for c in dam.list_clusters()] != ["planted"]:
+            assert time.monotonic() < deadline, dam.list_clusters()
+            time.sleep(0.1)
+        assert dam.down(all=True) == ["planted: stopped 1 process(es) (0 of them workers)"]
+        assert planted.wait(10) is not None
+        assert (victim / "ca.pem").read_text() == "precious"
+    finally:
+        planted.kill()
+        planted.wait(10)
+
+
 def test_clusters_of_other_owners_are_shown_and_stopped_only_when_named(home):
     from dask_aws_magic.core import paths
     from dask_aws_magic.core.errors import ForeignCluster

@@ -91,6 +91,15 @@ def run_dir(name: str) -> Path:
     return paths.logs_dir() / name
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is below ``folder``, links resolved (what ``down`` may delete)."""
+    try:
+        resolved, top = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return False
+    return resolved != top and resolved.is_relative_to(top)
+
+
 def _total_memory() -> int:
     import psutil
 
@@ -267,11 +276,15 @@ class LocalBackend:
         import psutil
 
         home = str(paths.home().resolve())
+        me = os.getuid()
         clusters: dict[str, tuple[Discovered, LocalResources]] = {}
-        for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        for proc in psutil.process_iter(["pid", "cmdline", "create_time", "uids"]):
             cmdline = proc.info["cmdline"] or []
             if not any("distributed.cli" in part for part in cmdline):
                 continue
+            uids = proc.info["uids"]
+            if uids is None or uids.real != me or uids.effective != me:
+                continue  # another user's: its environment and command line are claims (root reads them all)
             try:
                 if os.getpgid(proc.info["pid"]) != proc.info["pid"]:
                     continue  # a worker forked by its nanny: the nanny leads the group
@@ -290,7 +303,8 @@ class LocalBackend:
             if role == "scheduler":
                 model.scheduler, found.running = info, True
                 if "--tls-ca-file" in cmdline:
-                    model.tls_dir = str(Path(cmdline[cmdline.index("--tls-ca-file") + 1]).parent)
+                    folder = Path(cmdline[cmdline.index("--tls-ca-file") + 1]).parent
+                    model.tls_dir = str(folder) if _inside(folder, run_dir(name)) else None
                 if "--scheduler-file" in cmdline:
                     path = Path(cmdline[cmdline.index("--scheduler-file") + 1])
                     found.scheduler_address, found.dashboard_link = self._read_scheduler_file(path)
@@ -316,7 +330,8 @@ class LocalBackend:
         ctx.emit("teardown", f"stopping {len(processes)} process(es) of {record.name}")
         stop_groups(processes, grace=STOP_GRACE)
         for model in models:
-            if model.tls_dir:
+            # Only inside the cluster's own folder of the home: a record or a command line may name any path.
+            if model.tls_dir and _inside(Path(model.tls_dir), run_dir(record.name)):
                 shutil.rmtree(model.tls_dir, ignore_errors=True)  # temporary: gone with the cluster
         worker_pids = {info["pid"] for model in models for info in model.workers.values()}
         workers = sum(info["pid"] in worker_pids for info in processes)
