@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import paths
-from ..core.processes import TAG_HOME, create_time, running, stop_groups
+from ..core.processes import TAG_HOME, create_time, is_mine, running, stop_groups
 from ..core.profiles import parse_duration, parse_memory
 from . import dask_commands
 from .base import BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
@@ -276,15 +276,11 @@ class LocalBackend:
         import psutil
 
         home = str(paths.home().resolve())
-        me = os.getuid()
         clusters: dict[str, tuple[Discovered, LocalResources]] = {}
-        for proc in psutil.process_iter(["pid", "cmdline", "create_time", "uids"]):
+        for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
             cmdline = proc.info["cmdline"] or []
-            if not any("distributed.cli" in part for part in cmdline):
+            if not any("distributed.cli" in part for part in cmdline) or not is_mine(proc):
                 continue
-            uids = proc.info["uids"]
-            if uids is None or uids.real != me or uids.effective != me:
-                continue  # another user's: its environment and command line are claims (root reads them all)
             try:
                 if os.getpgid(proc.info["pid"]) != proc.info["pid"]:
                     continue  # a worker forked by its nanny: the nanny leads the group

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import paths
-from .processes import TAG_HOME, spawn_companion, stop_groups
+from .processes import TAG_HOME, is_mine, spawn_companion, stop_groups
 
 if TYPE_CHECKING:
     from .registry import ClusterRecord
@@ -41,7 +41,7 @@ def find(cluster_id: str) -> dict[str, Any] | None:
 
     home = str(paths.home().resolve())
     for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
-        if MODULE not in " ".join(proc.info["cmdline"] or []):
+        if MODULE not in " ".join(proc.info["cmdline"] or []) or not is_mine(proc):
             continue
         try:
             env = proc.environ()

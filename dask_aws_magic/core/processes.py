@@ -35,6 +35,18 @@ def running(info: dict[str, Any]) -> bool:
         return False
 
 
+def is_mine(proc: Any) -> bool:
+    """True when the ``psutil.Process`` runs as this user (really and effectively): another user's
+    environment and command line are claims, and root can read them all."""
+    import psutil
+
+    try:
+        uids = proc.uids()
+    except psutil.Error:
+        return False
+    return uids.real == os.getuid() and uids.effective == os.getuid()
+
+
 def group_alive(pgid: int) -> bool:
     """True while any process of the group ``pgid`` is left (a forked worker outlives its nanny)."""
     try:
