@@ -21,6 +21,7 @@ from .errors import explain
 from .session import client
 
 LIST_ATTEMPTS = 3  # a listing reports a failing scope rather than retrying as long as a launch would
+LOOK_EVERY = 30.0  # seconds a shared inventory (an open sidebar) may reuse what AWS answered
 MAX_THREADS = 8
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClusterDead
+from .errors import ClusterUnreachable
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -80,7 +80,7 @@ def _run(make: Any) -> Any:
 
 def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default: bool = False,
                 name: str | None = None) -> Client:
-    """A client of ``record``'s scheduler with the cluster's own TLS; :class:`ClusterDead` if it
+    """A client of ``record``'s scheduler with the cluster's own TLS; :class:`ClusterUnreachable` if it
     cannot connect."""
     from ..imports import distributed
 
@@ -90,7 +90,7 @@ def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default:
         return Client(record.scheduler_address, security=security_of(record), timeout=timeout,
                       set_as_default=set_as_default, name=name)
     except (OSError, TimeoutError) as exc:
-        raise ClusterDead(
+        raise ClusterUnreachable(
             f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
             f"Check it with `%dask_cluster status {record.name}`."
         ) from None
@@ -98,11 +98,11 @@ def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default:
 
 @contextlib.contextmanager
 def short_client(record: ClusterRecord, timeout: float = 10.0) -> Iterator[Client]:
-    """A client for one task (never the default); connection failures become :class:`ClusterDead`."""
+    """A client for one task (never the default); connection failures become :class:`ClusterUnreachable`."""
     client = open_client(record, timeout=timeout)
     try:
         yield client
     except (OSError, TimeoutError) as exc:
-        raise ClusterDead(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise ClusterUnreachable(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
     finally:
         client.close()

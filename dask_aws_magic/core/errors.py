@@ -33,7 +33,15 @@ class ClusterExists(DaskAwsMagicError):
 
 
 class ClusterDead(DaskAwsMagicError):
-    """The cluster's scheduler no longer answers."""
+    """The backend confirms nothing of the cluster runs any more."""
+
+
+class ClusterUnreachable(DaskAwsMagicError):
+    """The cluster's scheduler did not answer (it may be busy or frozen; its backend shows it runs)."""
+
+
+class ClusterStarting(DaskAwsMagicError):
+    """The cluster's ``up`` is still running: it cannot be used yet."""
 
 
 class HomeNotWritable(DaskAwsMagicError):

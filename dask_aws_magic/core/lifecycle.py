@@ -483,8 +483,9 @@ def restart(name: str, *, timeout: float = 60.0, on_event: EventSink | None = No
 
 # -- looking -----------------------------------------------------------------------------------
 def status(name: str) -> dict[str, Any]:
-    """What the cluster is doing: workers, threads, memory, tasks, uptime, cost."""
-    from .errors import ClusterDead
+    """What the cluster is doing: workers, threads, memory, tasks, uptime, cost. A scheduler that does
+    not answer is ``unreachable`` (never marked dead: it may be busy); ``dead`` is what the backend shows."""
+    from .errors import ClusterDead, ClusterUnreachable
 
     record = inventory.find(name)
     info: dict[str, Any] = {
@@ -500,7 +501,10 @@ def status(name: str) -> dict[str, Any]:
     try:
         record = inventory.answering(name)
     except ClusterDead:
-        info["status"] = "dead"
+        info.update(status="dead", cost=0.0)
+        return info
+    except ClusterUnreachable as exc:
+        info.update(status="unreachable", note=str(exc))
         return info
     with short_client(record) as client:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})

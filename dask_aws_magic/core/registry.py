@@ -23,6 +23,7 @@ from .errors import ClusterNotFound, InvalidName
 from .naming import check_name, is_owner
 
 LIVE = ("starting", "running")
+GONE = ("dead", "stopped")  # what the backend confirmed runs no more
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ClusterRecord:
     cluster_id: str
     backend: str
     profile: str
-    status: str = "starting"  # starting | running | stopping | stopped | dead | failed
+    status: str = "starting"  # starting | running | dead | failed; shown only: unreachable | unknown
     scheduler_address: str | None = None
     dashboard_link: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the resolved profile
@@ -85,7 +86,10 @@ class ClusterRecord:
 
     @property
     def hourly_cost(self) -> float:
-        """Estimated USD per hour at the current number of workers (on-demand prices)."""
+        """Estimated USD per hour at the current number of workers (on-demand prices); nothing once
+        its backend confirmed nothing runs."""
+        if self.status in GONE:
+            return 0.0
         cost = self.settings.get("cost", {})
         return cost.get("base", 0.0) + cost.get("per_worker", 0.0) * self.workers
 

@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...aws import iam, network, secrets
-from ...aws.scopes import LIST_ATTEMPTS
+from ...aws.scopes import LIST_ATTEMPTS, LOOK_EVERY
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
 from .. import dask_commands
@@ -54,7 +54,7 @@ class EC2Backend:
 
     name: ClassVar[str] = "ec2"
     defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=600.0, poll_interval=1.0, wait_for_workers=False,
-                                                          boot_time=180.0)
+                                                          boot_time=180.0, look_every=LOOK_EVERY)
 
     @classmethod
     def discoverable(cls) -> bool:

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...aws import iam, network, secrets
-from ...aws.scopes import LIST_ATTEMPTS
+from ...aws.scopes import LIST_ATTEMPTS, LOOK_EVERY
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
@@ -44,7 +44,7 @@ class _ECSTasks:
     name: ClassVar[str]
     fargate: ClassVar[bool]
     defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=600.0, poll_interval=1.0, wait_for_workers=False,
-                                                          boot_time=90.0)
+                                                          boot_time=90.0, look_every=LOOK_EVERY)
 
     @classmethod
     def discoverable(cls) -> bool:
@@ -499,7 +499,7 @@ class ECSBackend(_ECSTasks):
     name: ClassVar[str] = "ecs"
     fargate: ClassVar[bool] = False
     defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=900.0, poll_interval=1.0, wait_for_workers=False,
-                                                          boot_time=60.0)
+                                                          boot_time=60.0, look_every=LOOK_EVERY)
 
 
 __all__ = ["ECSBackend", "FargateBackend"]
