@@ -349,11 +349,12 @@ def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id, owner):
 def _planted(home, victim, **popen):
     """A process that looks like a scheduler of this home: our tags, and a command line naming ``victim``
     as its TLS folder (what `down` deletes with a cluster)."""
+    from dask_aws_magic.backends.local import local_identity
     from dask_aws_magic.core import paths
 
     env = {"PATH": os.environ["PATH"], "DASK_AWS_MAGIC_CLUSTER": "planted", "DASK_AWS_MAGIC_ROLE": "scheduler",
            "DASK_AWS_MAGIC_CLUSTER_ID": "dam-0123456789ab", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
-           "DASK_AWS_MAGIC_OWNER": "local:root", "HOME": str(paths.home().parent)}
+           "DASK_AWS_MAGIC_OWNER": local_identity(), "HOME": str(paths.home().parent)}
     return subprocess.Popen(["sh", "-c", "sleep 60; :", "distributed.cli", "--tls-ca-file", str(victim / "ca.pem")],
                             env=env, start_new_session=True, **popen)
 
@@ -433,6 +434,41 @@ def test_clusters_of_other_owners_are_shown_and_stopped_only_when_named(home):
     finally:
         theirs.kill()
         theirs.wait(10)
+
+
+def test_down_all_with_an_owner_stops_every_cluster_of_that_owner_and_no_other(home, capsys):
+    """`down --all --owner OWNER` ignored --owner: "No clusters to stop", exit 0, that owner's clusters running."""
+    from dask_aws_magic.core import paths
+    from dask_aws_magic.faces.cli import main
+
+    mine = dam.up(name="mine", workers=1, progress=False)
+    mine.close()
+    theirs = []
+    for index in range(2):
+        env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": f"theirs-{index}", "DASK_AWS_MAGIC_ROLE": "scheduler",
+               "DASK_AWS_MAGIC_CLUSTER_ID": f"dam-0123456789a{index}", "DASK_AWS_MAGIC_OWNER": "local:mallory",
+               "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve())}
+        theirs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
+                                       env=env, start_new_session=True))
+    try:
+        deadline = time.monotonic() + 10
+        while len(dam.list_clusters(owner="local:mallory")) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert main(["down", "--all", "--owner", "*"]) == 1  # one owner, never "everyone"
+        assert "names one owner" in capsys.readouterr().err
+        assert main(["down", "--all", "--owner", "local:mallory"]) == 0
+        out = capsys.readouterr().out
+        assert "theirs-0: stopped 1 process" in out and "theirs-1: stopped 1 process" in out and "mine" not in out
+        assert all(proc.wait(10) is not None for proc in theirs)
+        assert [(c.name, c.status) for c in dam.list_clusters()] == [("mine", "running")]
+        assert main(["down", "--all", "--owner", "local:mallory"]) == 0
+        assert "No clusters of local:mallory to stop." in capsys.readouterr().out
+    finally:
+        for proc in theirs:
+            proc.kill()
+            proc.wait(10)
+        dam.down("mine")
 
 
 def test_up_refuses_a_name_a_running_cluster_carries_even_without_its_record(home):

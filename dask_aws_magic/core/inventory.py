@@ -26,7 +26,7 @@ from .errors import (
     DaskAwsMagicError,
     ForeignCluster,
 )
-from .naming import check_name, is_cluster_id, is_owner
+from .naming import check_name, is_cluster_id, is_owner, owner_key, same_owner
 from .processes import running
 from .registry import ClusterRecord
 
@@ -152,7 +152,7 @@ def find(name: str, owner: str | None = None) -> ClusterRecord:
             continue
         if _is_mine(found.owner, me):
             return _remember(found)
-        if owner == found.owner:
+        if owner is not None and same_owner(owner, found.owner):
             return recovered(found)
         raise ForeignCluster(
             f"The cluster {name!r} belongs to {found.owner}, not to you ({', '.join(sorted(me))}). To act on it "
@@ -219,7 +219,8 @@ def _identities(answers: dict[str, Discovery]) -> set[str]:
 
 
 def _is_mine(owner: str, me: set[str]) -> bool:
-    return not owner or owner in me  # an untagged cluster predates owner tags: it was made from here
+    """``me``: the caller's identities. An untagged cluster predates owner tags: it was made from here."""
+    return not owner or owner_key(owner) in {owner_key(m) for m in me}
 
 
 def survey(owner: str | None = None, looks: dict[str, Look] | None = None) -> Survey:
@@ -248,9 +249,11 @@ def survey(owner: str | None = None, looks: dict[str, Look] | None = None) -> Su
     for found in found_by_id.values():
         if found.cluster_id in by_id:
             continue
-        wanted = owner == "*" or (owner is None and _is_mine(found.owner, me)) or owner == found.owner
+        wanted = (owner == "*" or (owner is None and _is_mine(found.owner, me))
+                  or (owner is not None and same_owner(owner, found.owner)))
         if not wanted:
-            result.others[found.owner] = result.others.get(found.owner, 0) + 1
+            key = owner_key(found.owner)
+            result.others[key] = result.others.get(key, 0) + 1
         elif _is_mine(found.owner, me) and fresh:
             by_id[found.cluster_id] = _remember(found)
         else:
@@ -273,7 +276,7 @@ def survey(owner: str | None = None, looks: dict[str, Look] | None = None) -> Su
                 record.status = "unknown"  # shown, never written: nobody could check
         # else: the record changed after the shared look; its scheduler's answer decides below.
     if owner not in (None, "*"):
-        by_id = {key: r for key, r in by_id.items() if r.owner == owner}
+        by_id = {key: r for key, r in by_id.items() if same_owner(r.owner, owner)}
     result.clusters = sorted(by_id.values(), key=lambda r: r.created_at)
     _ask_schedulers([r for r in result.clusters if _is_mine(r.owner, me)])
     return result

@@ -23,7 +23,7 @@ from ..backends import Backend, Plan, Poll, get_backend
 from . import adaptive, inventory, registry
 from .connection import identity, security_of, short_client
 from .errors import ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError, WaitTimeout
-from .naming import check_name, new_cluster_id
+from .naming import check_name, is_owner, new_cluster_id
 from .operation import Cancelled, Event, Operation, follow
 from .processes import create_time
 from .profiles import DEFAULT_MAX_WORKERS, Profile, load
@@ -350,13 +350,16 @@ def _failed(op: Operation, backend: Backend, record: ClusterRecord, exc: BaseExc
 def start_down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = None) -> Operation:
     """Stop clusters and remove everything they created, in the background; the result is one line
     per cluster. Every cluster is tried; failures are reported together at the end. ``all`` means
-    all of the caller's own clusters; another owner's cluster is stopped only by name, with ``owner``."""
+    all of the caller's own clusters, or with ``owner`` all of that owner's; another owner's cluster is
+    stopped only when ``owner`` names that owner."""
     names = list(names)
     if not all and not names:
         raise ClusterNotFound("Name the cluster(s) to stop, e.g. `down local`, or pass `--all`.")
+    if owner is not None and (not owner or owner == "*" or not is_owner(owner)):
+        raise DaskAwsMagicError(f"`--owner` names one owner, as `list --all-owners` shows it, not {owner!r}.")
     for name in names:
         check_name(name)
-    label = "every cluster" if all else ", ".join(names)
+    label = (f"every cluster of {owner}" if owner else "every cluster") if all else ", ".join(names)
     return Operation("down", label, lambda op: _down(op, names, all, owner)).start()
 
 
@@ -367,7 +370,7 @@ def down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = No
 
 
 def _down(op: Operation, names: list[str], everything: bool, owner: str | None) -> list[str]:
-    survey = inventory.survey() if everything else None
+    survey = inventory.survey(owner) if everything else None  # yours, or every cluster of the owner named
     targets = survey.clusters if survey else [inventory.find(n, owner) for n in names]
     lines, failures = [], []
     for record in targets:

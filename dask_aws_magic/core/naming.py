@@ -55,3 +55,19 @@ def is_owner(value: object) -> bool:
     """True for an owner this tool could have tagged (``local:USER``, an AWS ARN, or none): printable
     text only, so an owner read from a tag can never fake lines in what ``list`` prints."""
     return isinstance(value, str) and len(value) <= MAX_OWNER and value.isprintable()
+
+
+_ROLE = re.compile(r"arn:(?P<partition>[^:]+):iam::(?P<account>\d+):role/(?:.*/)?(?P<name>[^/]+)")
+_ROLE_SESSION = re.compile(r"arn:(?P<partition>[^:]+):sts::(?P<account>\d+):assumed-role/(?P<name>[^/]+)/.+")
+
+
+def owner_key(owner: str) -> str:
+    """What two owners are compared by. A role, however it is written (with its path or without, or as
+    one of its sessions, the form older versions tagged), is ``arn:PARTITION:iam::ACCOUNT:role/NAME``:
+    role names are unique in an account. Any other owner is itself."""
+    found = _ROLE.fullmatch(owner) or _ROLE_SESSION.fullmatch(owner)
+    return f"arn:{found['partition']}:iam::{found['account']}:role/{found['name']}" if found else owner
+
+
+def same_owner(one: str, other: str) -> bool:
+    return owner_key(one) == owner_key(other)

@@ -86,7 +86,8 @@ def build_parser(
     down.add_argument("names", nargs="*", metavar="NAME")
     down.add_argument("--all", action="store_true", help="every cluster of yours, including ones found by tags")
     down.add_argument("--owner", metavar="OWNER",
-                      help="stop a cluster of someone else, named with its owner as `list --all-owners` shows it")
+                      help="another owner's, as `list --all-owners` shows it: with NAME that cluster, with --all "
+                           "every cluster of that owner")
 
     listing = sub.add_parser("list", help="list your clusters (registry reconciled with processes and AWS tags)")
     whose = listing.add_mutually_exclusive_group()

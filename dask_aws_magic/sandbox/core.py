@@ -94,7 +94,7 @@ class Sandbox:
         from ._patch import Patches
         from .emulator import InstanceEmulator
         from .faults import Delays, Rules
-        from .iam import patch_managed_policies, patch_secret_resources
+        from .iam import patch_account_principals, patch_managed_policies, patch_secret_resources
         from .ips import patch_moto_ips
         from .server import CallCounter, SandboxServer
         from .spot import SpotPrices, patch_spot_prices
@@ -104,6 +104,7 @@ class Sandbox:
         patch_moto_ips(patches)
         patch_managed_policies(patches)
         patch_secret_resources(patches)
+        patch_account_principals(patches)
         self._spot = SpotPrices()
         patch_spot_prices(patches, self._spot)
         moto_api_backend.reset()

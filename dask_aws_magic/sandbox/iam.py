@@ -52,3 +52,25 @@ def patch_secret_resources(patches: Patches) -> None:
         return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
 
     patches.set(SecretsManagerResponse, "_determine_resource", _determine_resource)
+
+
+def patch_account_principals(patches: Patches) -> None:
+    """A trust policy naming an account (``arn:aws:iam::ACCOUNT:root``) trusts every identity of that
+    account whose own policies allow it, as on AWS; moto compares the ARNs as text."""
+    import re
+
+    from moto.iam.access_control import IAMPolicyStatement
+
+    original = IAMPolicyStatement._check_principal
+    account_of = re.compile(r"arn:[^:]+:(?:iam|sts)::(\d+):")
+
+    def _check_principal(self: Any, principal: str) -> bool:
+        expected = (self._statement.get("Principal") or {})
+        named = expected.get("AWS") if isinstance(expected, dict) else None
+        named = [named] if isinstance(named, str) else list(named or [])
+        caller = account_of.match(principal)
+        if caller and any(re.fullmatch(rf"arn:[^:]+:iam::{caller[1]}:root|{caller[1]}", str(n)) for n in named):
+            return True
+        return bool(original(self, principal))
+
+    patches.set(IAMPolicyStatement, "_check_principal", _check_principal)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ...aws.identity import caller_arn
+from ...aws.identity import owner
 from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search
 from ...aws.session import default_region
 from ...aws.tags import (
@@ -85,22 +85,21 @@ def discover(backend: str) -> Discovery:
         scopes = scopes_in_use(backend)
     except Exception as exc:  # the registry or profiles unreadable: say so, never raise
         return Discovery(failed=[f"Could not work out where {backend} clusters may be: {type(exc).__name__}: {exc}"])
-    answered, failed = search(scopes, lambda scope: clusters_in(scope, backend), f"{backend} clusters")
+    answered, failed = search(scopes, lambda scope: (caller(scope), clusters_in(scope, backend)),
+                              f"{backend} clusters")
     found: dict[str, Discovered] = {}
-    for _, clusters in answered:
+    for _, (_, clusters) in answered:
         for item in clusters:
             found.setdefault(item.cluster_id, item)  # the same account seen with two credentials profiles
-    me = [arn for scope, _ in answered if (arn := _arn(scope))]
-    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me)
+    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed,
+                     me=[me for _, (me, _) in answered])
 
 
-def _arn(scope: Scope) -> str | None:
-    """The caller's identity in ``scope`` (None if AWS will not say: its clusters then count as others')."""
-    try:
-        endpoint = None if scope.endpoint_url == current_endpoint() else scope.endpoint_url
-        return caller_arn(scope.region, scope.aws_profile, endpoint)
-    except DaskAwsMagicError:
-        return None
+def caller(scope: Scope) -> str:
+    """The caller's owner identity in ``scope``, asked first: a scope where AWS will not say who the caller
+    is cannot be listed (whose clusters would be whose?), and is reported as such."""
+    endpoint = None if scope.endpoint_url == current_endpoint() else scope.endpoint_url
+    return owner(scope.region, scope.aws_profile, endpoint)
 
 
 def clusters_in(scope: Scope, backend: str) -> list[Discovered]:

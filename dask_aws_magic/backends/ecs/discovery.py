@@ -10,7 +10,7 @@ from ...aws.scopes import LIST_ATTEMPTS, Scope, search
 from ...aws.tags import TAG_BACKEND, TAG_CLUSTER, TAG_CLUSTER_ID, TAG_OWNER, TAG_PROTOCOL, TAG_ROLE, describe_all
 from ..base import Discovered, Discovery
 from ..dask_commands import endpoints
-from ..ec2.discovery import _arn, scope_of, scopes_in_use
+from ..ec2.discovery import caller, scope_of, scopes_in_use
 from . import tasks
 from .model import ECSResources
 
@@ -25,13 +25,14 @@ def discover(backend: str) -> Discovery:
         scopes = scopes_in_use(backend)
     except Exception as exc:
         return Discovery(failed=[f"Could not work out where {backend} clusters may be: {type(exc).__name__}: {exc}"])
-    answered, failed = search(scopes, lambda scope: clusters_in(scope, backend), f"{backend} clusters")
+    answered, failed = search(scopes, lambda scope: (caller(scope), clusters_in(scope, backend)),
+                              f"{backend} clusters")
     found: dict[str, Discovered] = {}
-    for _, clusters in answered:
+    for _, (_, clusters) in answered:
         for item in clusters:
             found.setdefault(item.cluster_id, item)
-    me = [arn for scope, _ in answered if (arn := _arn(scope))]
-    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me)
+    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed,
+                     me=[me for _, (me, _) in answered])
 
 
 def _tags(mapping: dict[str, Any]) -> dict[str, str]:
