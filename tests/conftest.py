@@ -149,6 +149,38 @@ def assumed_role_profile(sb, name: str, role: str, *policies: str, path: str = "
     return str(arn)
 
 
+def new_session() -> None:
+    """What another process or machine starts with: no AWS session, client or identity remembered."""
+    import boto3
+
+    from dask_aws_magic.aws import identity, session
+
+    session._sessions.clear()
+    session._clients.clear()
+    identity._known.clear()
+    identity._failed.clear()
+    boto3.DEFAULT_SESSION = None  # the test's own calls too
+
+
+@contextlib.contextmanager
+def acting_as(profile: str) -> Iterator[None]:
+    """The process's default AWS credentials are those of the credentials profile ``profile`` (the
+    sandbox's own keys, which come first in boto3's chain, are put aside meanwhile)."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")
+    saved = {key: os.environ.pop(key, None) for key in names}
+    os.environ["AWS_PROFILE"] = profile
+    new_session()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        new_session()
+
+
 @pytest.fixture
 def shell(home):
     """A real IPython shell with the extension loaded; every cluster of the test's home is stopped after."""

@@ -18,7 +18,7 @@ from dask_aws_magic.aws import identity
 from dask_aws_magic.core import registry
 from dask_aws_magic.core.naming import owner_key
 
-from .conftest import ACCOUNT, assumed_role_profile, aws_sandbox, iam_user
+from .conftest import ACCOUNT, acting_as, assumed_role_profile, aws_sandbox, iam_user, new_session
 
 pytestmark = pytest.mark.sandbox
 
@@ -31,36 +31,16 @@ worker: {type: m6i.large, count: 1}
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/team/scientist"
 
 
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")
-
-
 @pytest.fixture
 def sb(home):
     """The sandbox, whose default credentials are a role assumed from a user (a new session each time)."""
     with aws_sandbox(home, {"owned": PROFILE}) as sandbox:
         assert assumed_role_profile(sandbox, "ds", "scientist", "AdministratorAccess", path="/team/") == ROLE
-        saved = {key: os.environ.pop(key, None) for key in CREDENTIALS}  # the sandbox's keys would come first
-        os.environ["AWS_PROFILE"] = "ds"
-        _new_session()
         try:
-            with sandbox.enforce_iam():
+            with acting_as("ds"), sandbox.enforce_iam():
                 yield sandbox
         finally:
-            os.environ.update({key: value for key, value in saved.items() if value is not None})
-            os.environ.pop("AWS_PROFILE", None) if saved["AWS_PROFILE"] is None else None
-            _new_session()
             aws_iam.delete_role(boto3.client("iam"), "scientist")  # the test's own role
-
-
-def _new_session() -> None:
-    """What another process or machine starts with: no session, no remembered identity."""
-    from dask_aws_magic.aws import session
-
-    session._sessions.clear()
-    session._clients.clear()
-    boto3.DEFAULT_SESSION = None  # the test's own calls: with the credentials of now
-    identity._known.clear()
-    identity._failed.clear()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -108,7 +88,7 @@ def test_without_iam_get_role_the_owner_is_the_same_role(sb, home):
     handle.close()
     boto3.client("iam").put_role_policy(RoleName="scientist", PolicyName="no-get-role", PolicyDocument=(
         '{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "iam:GetRole", "Resource": "*"}]}'))
-    _new_session()
+    new_session()
     assert identity.owner("us-east-1") == f"arn:aws:iam::{ACCOUNT}:role/scientist"
     assert [(c.name, c.status) for c in dam.list_clusters()] == [("owned", "running")]
     assert dam.down(all=True)[0].startswith("owned: terminated 2 instance(s)")
@@ -133,7 +113,7 @@ def test_when_sts_does_not_answer_list_and_down_all_fail_fast_saying_so(sb, home
     handle = dam.up("owned", progress=False)
     handle.close()
     (home / "clusters" / "owned.json").unlink()  # another machine: only AWS knows whose it is
-    _new_session()
+    new_session()
     sb.inject_fault("sts:GetCallerIdentity", fault, f"{fault} by the test", times=None, status=400)
     for args in (("list",), ("down", "--all")):
         started = time.monotonic()
@@ -144,7 +124,7 @@ def test_when_sts_does_not_answer_list_and_down_all_fail_fast_saying_so(sb, home
         assert "Traceback" not in result.stderr and took < 30, took
     assert len(instances(handle.record.cluster_id)) == 2  # nothing was touched, nothing said "no clusters"
     sb.clear_faults()
-    _new_session()
+    new_session()
     assert dam.down(all=True)[0].startswith("owned: terminated 2 instance(s)")
 
 
@@ -153,14 +133,14 @@ def test_down_all_with_an_owner_stops_that_owners_clusters_only(sb, home):
     mine.close()
     bob = iam_user(sb, "bob", "AdministratorAccess")
     os.environ["AWS_PROFILE"] = "bob"
-    _new_session()
+    new_session()
     bobs = [dam.up("owned", name=f"bobs-{i}", progress=False) for i in range(2)]
     for handle in bobs:
         handle.close()
         assert handle.record.owner == bob
         (home / "clusters" / f"{handle.name}.json").unlink()  # his registry is on his machine
     os.environ["AWS_PROFILE"] = "ds"
-    _new_session()
+    new_session()
     result = cli("down", "--all", "--owner", bob)
     assert result.returncode == 0, result.stderr
     assert "bobs-0: terminated 2 instance(s)" in result.stdout and "bobs-1: terminated" in result.stdout

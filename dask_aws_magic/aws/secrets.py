@@ -102,8 +102,12 @@ def delete_cluster_secrets(sm: Any, cluster_id: str) -> list[str]:
     Returns the names deleted."""
     import botocore.exceptions
 
+    # Listed first (one call, a name prefix): a forced delete of a secret that does not exist succeeds.
+    wanted = (node_secret_name(cluster_id), client_secret_name(cluster_id))
+    pages = sm.get_paginator("list_secrets").paginate(Filters=[{"Key": "name", "Values": [f"{PREFIX}/{cluster_id}/"]}])
+    existing = {entry["Name"] for page in pages for entry in page.get("SecretList", []) if not entry.get("DeletedDate")}
     deleted = []
-    for name in (node_secret_name(cluster_id), client_secret_name(cluster_id)):
+    for name in (name for name in wanted if name in existing):
         try:
             sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         except botocore.exceptions.ClientError as exc:

@@ -22,7 +22,15 @@ from typing import Any
 from ..backends import Backend, Plan, Poll, get_backend
 from . import adaptive, inventory, registry
 from .connection import identity, security_of, short_client
-from .errors import ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError, WaitTimeout
+from .errors import (
+    ClusterExists,
+    ClusterNotFound,
+    DaskAwsMagicError,
+    Interrupted,
+    LaunchError,
+    TeardownIncomplete,
+    WaitTimeout,
+)
 from .naming import check_name, is_owner, new_cluster_id
 from .operation import Cancelled, Event, Operation, follow
 from .processes import create_time
@@ -323,6 +331,13 @@ def _failed(op: Operation, backend: Backend, record: ClusterRecord, exc: BaseExc
         teardown_ctx.emit("teardown", f"tearing down {record.name}")
         try:
             removed = backend.terminate(teardown_ctx, record) if record.resources else []
+        except TeardownIncomplete as teardown:
+            record.status, record.note = "failed", f"teardown incomplete; left: {'; '.join(teardown.left)}"
+            registry.write(record)
+            return LaunchError(
+                f"Starting {record.name!r} failed ({type(exc).__name__}: {exc}) and tearing it down did not "
+                f"finish ({teardown}). Run `%dask_cluster down {record.name}` to remove what is left."
+            )
         except BaseException as teardown:  # AWS refusing, or the process being stopped: keep the trail
             record.status, record.note = "failed", f"teardown incomplete: {teardown!r}"
             registry.write(record)
@@ -372,7 +387,7 @@ def down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = No
 def _down(op: Operation, names: list[str], everything: bool, owner: str | None) -> list[str]:
     survey = inventory.survey(owner) if everything else None  # yours, or every cluster of the owner named
     targets = survey.clusters if survey else [inventory.find(n, owner) for n in names]
-    lines, failures = [], []
+    lines, failures, touched = [], [], False
     for record in targets:
         op.emit("teardown", f"stopping {record.name}")
         try:
@@ -381,12 +396,17 @@ def _down(op: Operation, names: list[str], everything: bool, owner: str | None) 
             if stored is not None and stored.cluster_id == record.cluster_id:
                 record = stored
             removed = get_backend(record.backend).terminate(_Context(op, record, cancellable=False), record)
+        except TeardownIncomplete as exc:  # what was removed and what is left, each named
+            failures.append(str(exc))
+            touched = touched or bool(exc.removed)
+            _note(record, f"`down` did not finish; left: {'; '.join(exc.left)}")
+            continue
         except DaskAwsMagicError as exc:
             failures.append(f"{record.name}: {exc}")
             continue
         registry.remove(record.name, record.cluster_id)
         lines.append(f"{record.name}: {'; '.join(removed)}")
-    done = f"Stopped: {'; '.join(lines)}. " if lines else "Nothing was stopped. "
+    done = f"Stopped: {'; '.join(lines)}. " if lines else ("" if touched else "Nothing was stopped. ")
     if failures:
         raise DaskAwsMagicError(f"Could not stop every cluster: {' | '.join(failures)}. {done}"
                                 "Fix the cause and run `down` again.")
@@ -394,6 +414,15 @@ def _down(op: Operation, names: list[str], everything: bool, owner: str | None) 
     if incomplete is not None:
         raise incomplete
     return lines
+
+
+def _note(record: ClusterRecord, note: str) -> None:
+    def change(stored: ClusterRecord) -> None:
+        if stored.cluster_id == record.cluster_id:
+            stored.note = note
+
+    with contextlib.suppress(ClusterNotFound):
+        registry.update(record.name, change)
 
 
 # -- scale, adapt, restart ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
 from .. import dask_commands
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
+from ..teardown import Teardown
 from . import discovery, instances, placement, planning
 from .model import EC2Resources
 
@@ -233,25 +234,35 @@ class EC2Backend:
             return [f"nothing to remove: the sandbox it ran in ({record.settings.get('endpoint_url')}) has stopped, "
                     "and everything in it went with it"]
         model = EC2Resources.from_json(record.resources)
+        scope, where = discovery.scope_of(record), _where(record)
         ec2 = _ec2(record)
-        lines = []
-        with aws(f"terminating {record.name} in {_where(record)}"):
+        done = Teardown(record.name, where)
+
+        def ended() -> list[str]:
             ctx.emit("teardown", f"terminating the instances of {record.name}")
-            ended = instances.terminate(ec2, record.cluster_id, model.instance_ids(), ctx.sleep)
-            if ended:
-                lines.append(f"terminated {len(ended)} instance(s)")
-            groups = {g["GroupId"] for g in tagged_security_groups(ec2, record.cluster_id)}
-            for group in sorted(groups | ({model.security_group} if model.security_group else set())):
-                if network.delete_security_group(ec2, group, ctx.sleep):
-                    lines.append(f"deleted security group {group}")
-            # By the names the cluster id gives them: found even when the record was rebuilt from tags.
-            scope = discovery.scope_of(record)
+            gone = instances.terminate(ec2, record.cluster_id, model.instance_ids(), ctx.sleep)
+            return [f"terminated {len(gone)} instance(s)"] if gone else []
+
+        def groups() -> list[str]:
+            found = {g["GroupId"] for g in tagged_security_groups(ec2, record.cluster_id)}
+            return [f"deleted security group {group}"
+                    for group in sorted(found | ({model.security_group} if model.security_group else set()))
+                    if network.delete_security_group(ec2, group, ctx.sleep)]
+
+        def secrets_() -> list[str]:  # by the names the cluster id gives them: found without a record too
             deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id)
-            if deleted:
-                lines.append(f"deleted {len(deleted)} secret(s)")
-            if iam.delete_role(scope.client("iam"), iam.role_name(record.cluster_id)):
-                lines.append(f"deleted IAM role and instance profile {iam.role_name(record.cluster_id)}")
-        return lines or ["nothing left on AWS"]
+            return [f"deleted {len(deleted)} secret(s)"] if deleted else []
+
+        def role() -> list[str]:
+            name = iam.role_name(record.cluster_id)
+            return [f"deleted IAM role and instance profile {name}"] if iam.delete_role(scope.client("iam"), name) \
+                else []
+
+        done.step("instances", ended)
+        done.step(f"security group {model.security_group or '(found by its tags)'}", groups, after=["instances"])
+        done.step(f"secrets {secrets.node_secret_name(record.cluster_id)} and .../client", secrets_)
+        done.step(f"IAM role and instance profile {iam.role_name(record.cluster_id)}", role)
+        return done.finish()
 
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> EC2Resources:
         model = EC2Resources.from_json(record.resources)

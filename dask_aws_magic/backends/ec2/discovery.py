@@ -15,7 +15,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ...aws.identity import owner
-from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search
+from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search, shared
 from ...aws.session import default_region
 from ...aws.tags import (
     TAG_BACKEND,
@@ -131,7 +131,7 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered]:
             model.protocol = "tcp" if tag_value(inst, TAG_PROTOCOL) == "tcp" else "tls"
             if ip:
                 item.scheduler_address, item.dashboard_link = endpoints(ip, model.protocol)
-    for group in tagged_security_groups(ec2):
+    for group in shared(scope, "security groups", lambda: tagged_security_groups(ec2)):
         if tag_value(group, TAG_BACKEND) in (None, backend):
             entry(group)[1].security_group = group["GroupId"]
     for item, model in found.values():

@@ -21,6 +21,7 @@ from ...core.errors import AwsError, LaunchError
 from .. import dask_commands
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
+from ..teardown import Teardown
 from . import container, discovery, infra, keeper, logs, planning, sizes, tasks
 from .model import ECSResources, task_id
 
@@ -380,49 +381,76 @@ class _ECSTasks:
         names = infra.names(record.name, record.cluster_id)
         if model.keeper:
             keeper.stop(model.keeper)
-        lines: list[str] = []
-        with aws(f"removing {record.name} in {scope.describe()}"):
+        with aws(f"reaching the AWS account of {record.name} in {scope.describe()}"):
             ecs, ec2 = scope.client("ecs"), scope.client("ec2")
-            cluster = model.ecs_cluster or names["cluster"]
+        cluster = model.ecs_cluster or names["cluster"]
+        done = Teardown(record.name, scope.describe())
+
+        def stopped() -> list[str]:
             ctx.emit("teardown", f"stopping the tasks of {record.name}")
             known = self._cluster_tasks(ecs, cluster, record.cluster_id, model)
             live = [t["taskArn"] for t in known if t.get("lastStatus") != "STOPPED"]
-            if live:
-                # Dask closes itself and every worker: their tasks end with no StopTask per task
-                # (ECS has no batch stop); StopTask for whatever is still running after that.
-                left = self._let_dask_exit(ctx, record, ecs, cluster, live) if len(live) > 1 else live
-                if left:
-                    tasks.stop(ecs, cluster, left, f"dask-aws-magic down {record.name}")
-                tasks.wait_stopped(ecs, cluster, live, ctx.sleep)  # their interfaces go, then the group can
-                lines.append(f"stopped {len(live)} task(s)")
+            if not live:
+                return []
+            # Dask closes itself and every worker: their tasks end with no StopTask per task
+            # (ECS has no batch stop); StopTask for whatever is still running after that.
+            left = self._let_dask_exit(ctx, record, ecs, cluster, live) if len(live) > 1 else live
+            if left:
+                tasks.stop(ecs, cluster, left, f"dask-aws-magic down {record.name}")
+            tasks.wait_stopped(ecs, cluster, live, ctx.sleep)  # their interfaces go, then the group can
+            return [f"stopped {len(live)} task(s)"]
+
+        def definitions() -> list[str]:
             removed = sum(tasks.deregister_family(ecs, f"{names['family']}-{role}") for role in ("scheduler", "worker"))
-            if removed:
-                lines.append(f"deregistered {removed} task definition(s)")
-            if not self.fargate:
-                lines += infra.delete_container_instances(
-                    ec2, scope.client("autoscaling"), model.autoscaling_group or self._own_group(scope, names["asg"]),
-                    model.launch_template or names["template"], ctx.sleep)
+            return [f"deregistered {removed} task definition(s)"] if removed else []
+
+        def hosts() -> list[str]:
+            group = model.autoscaling_group or self._own_group(scope, names["asg"])
+            return infra.delete_container_instances(ec2, scope.client("autoscaling"), group,
+                                                    model.launch_template or names["template"], ctx.sleep)
+
+        def cluster_() -> list[str]:
             # Only a cluster it made: recorded as made, or named with this cluster's id; never the profile's.
-            if (model.created_cluster or cluster == names["cluster"]) and infra.delete_cluster(ecs, cluster):
-                lines.append(f"deleted ECS cluster {cluster}")
-            if model.efs and infra.delete_file_system(scope.client("efs"), model.efs, ctx.sleep):
-                lines.append(f"deleted EFS file system {model.efs}")
+            mine = model.created_cluster or cluster == names["cluster"]
+            return [f"deleted ECS cluster {cluster}"] if mine and infra.delete_cluster(ecs, cluster) else []
+
+        def efs() -> list[str]:
+            gone = model.efs and infra.delete_file_system(scope.client("efs"), model.efs, ctx.sleep)
+            return [f"deleted EFS file system {model.efs}"] if gone else []
+
+        def log_group() -> list[str]:
             group = model.log_group or names["log_group"]
             keep = model.keep_logs or record.settings.get("keep_logs")
-            if not keep and infra.delete_log_group(scope.client("logs"), group):
-                lines.append(f"deleted log group {group}")
-            groups = {g["GroupId"] for g in tagged_security_groups(ec2, record.cluster_id)}
-            for sg in sorted(groups | ({model.security_group} if model.security_group else set())):
-                if network.delete_security_group(ec2, sg, ctx.sleep):
-                    lines.append(f"deleted security group {sg}")
+            gone = not keep and infra.delete_log_group(scope.client("logs"), group)
+            return [f"deleted log group {group}"] if gone else []
+
+        def groups() -> list[str]:
+            found = {g["GroupId"] for g in tagged_security_groups(ec2, record.cluster_id)}
+            return [f"deleted security group {sg}"
+                    for sg in sorted(found | ({model.security_group} if model.security_group else set()))
+                    if network.delete_security_group(ec2, sg, ctx.sleep)]
+
+        def secrets_() -> list[str]:
             deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id)
-            if deleted:
-                lines.append(f"deleted {len(deleted)} secret(s)")
-            iam_client = scope.client("iam")
-            for purpose in ("execution", "instances"):
-                if iam.delete_role(iam_client, iam.role_name(record.cluster_id, purpose)):
-                    lines.append(f"deleted IAM role {iam.role_name(record.cluster_id, purpose)}")
-        return lines or ["nothing left on AWS"]
+            return [f"deleted {len(deleted)} secret(s)"] if deleted else []
+
+        def roles() -> list[str]:
+            made = [iam.role_name(record.cluster_id, purpose) for purpose in ("execution", "instances")]
+            return [f"deleted IAM role {name}" for name in made if iam.delete_role(scope.client("iam"), name)]
+
+        running = ["tasks"] if self.fargate else ["tasks", "container instances"]
+        done.step("tasks", stopped)
+        done.step("task definitions", definitions)
+        if not self.fargate:
+            done.step("container instances", hosts)
+        done.step(f"ECS cluster {cluster}", cluster_, after=running)
+        if model.efs:
+            done.step(f"EFS file system {model.efs}", efs, after=running)
+        done.step(f"log group {model.log_group or names['log_group']}", log_group)
+        done.step(f"security group {model.security_group or '(found by its tags)'}", groups, after=running)
+        done.step(f"secrets {secrets.node_secret_name(record.cluster_id)} and .../client", secrets_)
+        done.step(f"IAM roles {iam.role_name(record.cluster_id, '*')}", roles)
+        return done.finish()
 
     @staticmethod
     def _let_dask_exit(ctx: Context, record: ClusterRecord, ecs: Any, cluster: str, live: list[str]) -> list[str]:
