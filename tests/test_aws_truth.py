@@ -1,6 +1,7 @@
 """Issue 16 in the AWS sandbox with IAM enforced: what `list`, `status` and `down` say is true.
 Item 11: a frozen scheduler is unreachable, never dead; 14: no Fargate ghost after `down`; 15: a
-partly failed `down` names what was removed and what is left; 17: a dead cluster costs nothing."""
+partly failed `down` names what was removed and what is left; 17: a dead cluster costs nothing;
+18: a reclaimed EC2 Spot worker hands its data over at the notice and is replaced."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import time
 
 import boto3
+import psutil
 import pytest
 
 import dask_aws_magic as dam
@@ -37,10 +39,13 @@ ecs:
 """
 
 
+SPOT = EC2.replace("count: 1}", "count: 2, spot: true}")
+
+
 @pytest.fixture
 def sb(home):
     """The sandbox with IAM enforced, as a user with AdministratorAccess."""
-    with aws_sandbox(home, {"t-ec2": EC2, "t-fg": FARGATE}) as sandbox:
+    with aws_sandbox(home, {"t-ec2": EC2, "t-fg": FARGATE, "t-spot": SPOT}) as sandbox:
         iam_user(sandbox, "admin", "AdministratorAccess")
         with acting_as("admin"), sandbox.enforce_iam():
             yield sandbox
@@ -175,3 +180,52 @@ def test_a_partly_failed_fargate_down_names_what_was_removed_and_what_is_left(sb
     lines = dam.down("t-fg")
     assert "deleted log group" in lines[0] and "deleted IAM role" in lines[0]
     assert "stopped" not in lines[0] and "secret" not in lines[0]
+
+
+def _keepers() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline", "environ"])
+            if "dask_aws_magic.backends.keeper" in " ".join(p.info["cmdline"] or [])
+            and (p.info["environ"] or {}).get("DASK_AWS_MAGIC_TAG_HOME", "").startswith(str(registry.paths.home()))
+            and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+    return value
+
+
+def test_a_reclaimed_ec2_spot_worker_hands_over_its_data_and_is_replaced(sb, home):
+    """A reclaimed EC2 worker was not replaced (Fargate Spot's are) and `list` still counted it."""
+    handle = dam.up("t-spot", wait_workers=2, progress=False)
+    try:
+        record = registry.read("t-spot")
+        assert all(info["spot"] for info in record.resources["workers"].values()) and len(_keepers()) == 1
+        client = handle.client
+        client.wait_for_workers(2, timeout=60)
+        by_name = {info["name"]: address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+        victim = sorted(record.resources["workers"])[0]
+        [data] = client.scatter([list(range(1000))], workers=[by_name[victim]])  # only on the worker EC2 takes back
+        sb.interrupt_spot(victim, notice=20.0)
+        wait_for(lambda: victim not in {i["name"] for i in client.scheduler_info(n_workers=-1)["workers"].values()},
+                 15, "the worker to retire at the notice")
+        [instance] = boto3.client("ec2").describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"]
+        assert instance["State"]["Name"] == "running"  # retired during the notice, before EC2 took it
+        assert by_name[victim] not in client.who_has([data])[data.key]  # its data moved to the other worker
+        [listed] = dam.list_clusters()
+        assert listed.reported_workers == 1  # what runs, not what was asked for
+        replaced = wait_for(lambda: (set(registry.read("t-spot").resources["workers"]) - {victim}) if
+                            victim not in registry.read("t-spot").resources["workers"] and
+                            len(registry.read("t-spot").resources["workers"]) == 2 else None, 90, "a replacement")
+        reason = boto3.client("ec2").describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"][0]
+        assert reason["StateReason"]["Code"] == "Server.SpotInstanceTermination"
+        client.wait_for_workers(2, timeout=90)
+        assert client.gather(data) == list(range(1000))  # never lost, never recomputed
+        assert len(live_instances(record.cluster_id)) == 3 and len(replaced) == 2
+        [listed] = dam.list_clusters()
+        assert (listed.status, listed.reported_workers) == ("running", 2)
+    finally:
+        handle.down()
+    wait_for(lambda: not _keepers(), 10, "the keeper to end with its cluster")

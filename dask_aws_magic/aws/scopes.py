@@ -60,14 +60,7 @@ class Scope:
         made in it is gone with it (no AWS endpoint is ever on a loopback address)."""
         if not self.endpoint_url or self.endpoint_url == current_endpoint():
             return False
-        url = urlparse(self.endpoint_url)
-        try:
-            if not ipaddress.ip_address(socket.gethostbyname(url.hostname or "")).is_loopback:
-                return False
-            with socket.create_connection((url.hostname, url.port or 80), timeout=1.0):
-                return False
-        except OSError:
-            return True
+        return sandbox_gone(self.endpoint_url)
 
     def client(self, service: str, attempts: int | None = None) -> Any:
         """A client for this scope; :class:`AwsError` when this process cannot reach it."""
@@ -80,6 +73,21 @@ class Scope:
         endpoint = None if self.endpoint_url == current_endpoint() else self.endpoint_url
         options = {"attempts": attempts} if attempts else {}
         return client(service, self.region, self.aws_profile, endpoint_url=endpoint, **options)
+
+
+def sandbox_gone(endpoint_url: str | None) -> bool:
+    """True when ``endpoint_url`` is an emulated AWS on this machine (a loopback address: no AWS endpoint
+    is ever one) that no longer answers."""
+    if not endpoint_url:
+        return False
+    url = urlparse(endpoint_url)
+    try:
+        if not ipaddress.ip_address(socket.gethostbyname(url.hostname or "")).is_loopback:
+            return False
+        with socket.create_connection((url.hostname, url.port or 80), timeout=1.0):
+            return False
+    except OSError:
+        return True
 
 
 def search(scopes: Iterable[Scope], list_one: Callable[[Scope], list[T]], what: str,

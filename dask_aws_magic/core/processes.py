@@ -108,3 +108,23 @@ def spawn_companion(cluster_id: str, cluster: str, module: str, args: list[str],
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True, close_fds=True,
                                 umask=0o077)
     return {"pid": proc.pid, "started": create_time(proc.pid)}
+
+
+def find_companion(cluster_id: str, module: str, tag: str) -> dict[str, Any] | None:
+    """The companion process (``python -m module``) of the cluster ``cluster_id`` started from this home
+    by this user, if one runs: found by the tag in its environment, even when the record is gone."""
+    import psutil
+
+    from . import paths
+
+    home = str(paths.home().resolve())
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        if module not in " ".join(proc.info["cmdline"] or []) or not is_mine(proc):
+            continue
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if env.get(tag) == cluster_id and env.get(TAG_HOME) == home:
+            return {"pid": proc.info["pid"], "started": proc.info["create_time"]}
+    return None

@@ -16,7 +16,7 @@ from ...aws import iam, network, secrets
 from ...aws.scopes import LIST_ATTEMPTS, LOOK_EVERY
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_ROLE, tag_list, tag_value, tagged_security_groups
-from .. import dask_commands
+from .. import dask_commands, keeper
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
 from ..teardown import Teardown
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ...core.registry import ClusterRecord
 
 RUNNING = ("pending", "running")
+SPOT_RECLAIM = "Server.SpotInstanceTermination"  # the state reason of a Spot instance EC2 took back
 PROFILE_PROPAGATION = 60.0  # seconds a new instance profile may take to be usable by RunInstances
 PROFILE_OPTION = "instance.iam_instance_profile"
 PROFILE_INSTEAD = ("an instance profile that already exists; no role is created, and that profile's role may "
@@ -92,6 +93,9 @@ class EC2Backend:
         ctx.emit("launch", f"scheduler instance {model.scheduler} launched; launching {s['count']} worker(s)")
         model.add_workers(self._run(ctx, ec2, record, model, "worker", s["count"]))
         ctx.save(model)
+        if s["roles"]["worker"].get("spot"):
+            model.keeper = keeper.spawn(record)
+            ctx.save(model)
         return model
 
     def _secrets(self, ctx: Context, record: ClusterRecord, model: EC2Resources, tags: list[dict[str, str]]) -> None:
@@ -235,6 +239,7 @@ class EC2Backend:
                     "and everything in it went with it"]
         model = EC2Resources.from_json(record.resources)
         scope, where = discovery.scope_of(record), _where(record)
+        keeper.stop(record, model.keeper)
         ec2 = _ec2(record)
         done = Teardown(record.name, where)
 
@@ -263,6 +268,24 @@ class EC2Backend:
         done.step(f"secrets {secrets.node_secret_name(record.cluster_id)} and .../client", secrets_)
         done.step(f"IAM role and instance profile {iam.role_name(record.cluster_id)}", role)
         return done.finish()
+
+    def replace_reclaimed(self, ctx: Context, record: ClusterRecord) -> tuple[bool, list[str], dict[str, Any]]:
+        """One look for the keeper: (scheduler alive, Spot workers EC2 took back, new workers launched in
+        their place while fewer run than asked). One DescribeInstances, and RunInstances when needed."""
+        model = EC2Resources.from_json(record.resources)
+        found = {i["InstanceId"]: i for i in self._describe(record)}
+        if found.get(str(model.scheduler), {}).get("State", {}).get("Name") not in RUNNING:
+            return False, [], {}
+        live = [i for i in model.workers if found.get(i, {}).get("State", {}).get("Name") in RUNNING]
+        reclaimed = [i for i in model.workers if found.get(i, {}).get("StateReason", {}).get("Code") == SPOT_RECLAIM
+                     and found[i]["State"]["Name"] in ("shutting-down", "terminated")]
+        missing = min(len(reclaimed), record.workers - len(live))
+        if missing <= 0:
+            return True, reclaimed, {}
+        ctx.emit("keeper", f"{len(reclaimed)} Spot worker(s) reclaimed by EC2; launching {missing}")
+        before = set(model.workers)
+        model.add_workers(self._run(ctx, _ec2(record), record, model, "worker", missing))
+        return True, reclaimed, {i: info for i, info in model.workers.items() if i not in before}
 
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> EC2Resources:
         model = EC2Resources.from_json(record.resources)

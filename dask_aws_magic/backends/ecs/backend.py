@@ -18,11 +18,11 @@ from ...aws.scopes import LIST_ATTEMPTS, LOOK_EVERY
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
-from .. import dask_commands
+from .. import dask_commands, keeper
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll
 from ..dask_commands import endpoints
 from ..teardown import Teardown
-from . import container, discovery, infra, keeper, logs, planning, sizes, tasks
+from . import container, discovery, infra, logs, planning, sizes, tasks
 from .model import ECSResources, task_id
 
 if TYPE_CHECKING:
@@ -379,8 +379,7 @@ class _ECSTasks:
                     "and everything in it went with it"]
         model = ECSResources.from_json(record.resources)
         names = infra.names(record.name, record.cluster_id)
-        if model.keeper:
-            keeper.stop(model.keeper)
+        keeper.stop(record, model.keeper)
         with aws(f"reaching the AWS account of {record.name} in {scope.describe()}"):
             ecs, ec2 = scope.client("ecs"), scope.client("ec2")
         cluster = model.ecs_cluster or names["cluster"]
@@ -492,6 +491,25 @@ class _ECSTasks:
             if error_code(exc) == "ClusterNotFoundException":
                 return []
             raise
+
+    def replace_reclaimed(self, ctx: Context, record: ClusterRecord) -> tuple[bool, list[str], dict[str, Any]]:
+        """One look for the keeper: (scheduler alive, reclaimed workers to forget, new workers started in
+        their place while fewer run than asked)."""
+        model = ECSResources.from_json(record.resources)
+        found = self._describe(record, model)
+        scheduler = next((t for t in found if t["taskArn"] == model.scheduler), None)
+        if scheduler is None or scheduler.get("lastStatus") not in tasks.LIVE:
+            return False, [], {}
+        live = [t for t in found if t["taskArn"] in model.workers and t.get("lastStatus") in tasks.LIVE]
+        reclaimed = [t["taskArn"] for t in found if t["taskArn"] in model.workers
+                     and t.get("lastStatus") == "STOPPED" and t.get("stopCode") == SPOT_STOP]
+        missing = min(len(reclaimed), record.workers - len(live))
+        if missing <= 0:
+            return True, reclaimed, {}
+        ctx.emit("keeper", f"{len(reclaimed)} Spot worker(s) reclaimed; starting {missing}")
+        before = set(model.workers)
+        self._add_workers(ctx, record, model, missing)
+        return True, reclaimed, {arn: info for arn, info in model.workers.items() if arn not in before}
 
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> ECSResources:
         model = ECSResources.from_json(record.resources)
