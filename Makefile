@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ec2_calls.py
 	$(BIN)/python benchmarks/bench_ecs_ready.py
 	$(BIN)/python benchmarks/bench_ecs_calls.py
+	$(BIN)/python benchmarks/bench_sidebar_calls.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info labextension/node_modules labextension/lib dask_aws_magic/labextension

@@ -317,3 +317,58 @@ def test_the_dashboard_of_a_tls_cluster_is_reached_as_its_client(api, tls_dashbo
         return answer
 
     assert api.loop.run_until_complete(talk()) == "echo hello"
+
+
+SIDE_EC2 = """\
+backend: ec2
+region: us-east-1
+scheduler: {type: t3.medium}
+worker: {type: m6i.large, count: 1}
+"""
+
+
+def aws_calls(sb) -> int:
+    return sum(sb.calls().values())
+
+
+@pytest.mark.sandbox
+def test_the_list_is_exact_after_up_scale_and_down_and_aws_is_asked_at_most_every_30_s(api, home):
+    """Issue 16 item 19: one inventory for the whole server, refreshed from AWS at most every 30 s and
+    right after an action, each scheduler read at every look; `list` exact after every action."""
+    from .conftest import acting_as, aws_sandbox, iam_user
+
+    with aws_sandbox(home, {"side": SIDE_EC2}) as sb:
+        iam_user(sb, "admin", "AdministratorAccess")
+        with acting_as("admin"), sb.enforce_iam():
+            assert api("GET", "clusters")[1]["clusters"] == []
+            before = aws_calls(sb)
+            for _ in range(4):  # sidebars polling for seconds: the registry and schedulers are read, not AWS
+                api.loop.run_until_complete(_sleep(1.1))
+                assert api("GET", "clusters")[0] == 200
+            assert aws_calls(sb) == before
+
+            up = follow(api, api("POST", "clusters", {"profile": "side", "name": "side"}))
+            assert up["state"] == "succeeded", up
+            [row] = api("GET", "clusters")[1]["clusters"]
+            assert (row["name"], row["status"], row["workers"]) == ("side", "running", 1)
+            deadline = time.monotonic() + 60
+            while row["reported_workers"] != 1:  # read from the scheduler at every look: no AWS call
+                assert time.monotonic() < deadline, row
+                calls = aws_calls(sb)
+                [row] = api("GET", "clusters")[1]["clusters"]
+                assert aws_calls(sb) == calls
+                api.loop.run_until_complete(_sleep(0.5))
+
+            scaled = follow(api, api("PATCH", "clusters/side", {"workers": 2}))
+            assert scaled["state"] == "succeeded", scaled
+            [row] = api("GET", "clusters")[1]["clusters"]
+            assert (row["status"], row["workers"]) == ("running", 2)
+            while row["reported_workers"] != 2:
+                assert time.monotonic() < deadline + 60, row
+                api.loop.run_until_complete(_sleep(0.5))
+                [row] = api("GET", "clusters")[1]["clusters"]
+
+            down = follow(api, api("DELETE", "clusters/side"))
+            assert down["state"] == "succeeded", down
+            assert api("GET", "clusters")[1]["clusters"] == []
+            assert not sb.resources()

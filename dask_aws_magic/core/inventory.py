@@ -11,12 +11,14 @@ included: a launch may not show yet) is looked at again by every survey.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends import Backend, Discovered, Discovery, discoverable_backends, get_backend
-from . import adaptive, registry
+from . import adaptive, paths, registry
 from .connection import identity, security_of
 from .errors import (
     ClusterDead,
@@ -309,6 +311,7 @@ class Inventory:
         self._lock = threading.Lock()
         self._looks: dict[str, Look] = {}
         self._seen: dict[str, tuple[str, str, int]] = {}  # the registry at the last look: id -> backend, status, size
+        self._where: tuple[Any, ...] = ()  # the home and AWS settings the looks were made with
 
     def changed(self) -> None:
         """Something was just started, scaled or stopped: the next survey asks every backend again."""
@@ -321,14 +324,25 @@ class Inventory:
     def looks(self) -> dict[str, Look]:
         """Each backend's latest look, asked again where it is too old or the registry moved."""
         with self._lock:  # one look at a time: concurrent pollers share it
+            where = (str(paths.home()), sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+            if where != self._where:  # another home, other credentials or endpoint: nothing seen applies
+                self._looks, self._where = {}, where
             records, _ = registry.scan()
             seen = {r.cluster_id: (r.backend, r.status, r.workers) for r in records}
             moved = {(seen.get(key) or self._seen[key])[0] for key in seen.keys() | self._seen.keys()
                      if seen.get(key) != self._seen.get(key)}  # the backends of what appeared, went or changed
-            now = time.time()
-            for backend in discoverable_backends():
+            now, backends = time.time(), discoverable_backends()
+
+            def age(backend: Backend) -> float:
                 kept = self._looks.get(backend.name)
-                if kept is None or backend.name in moved or now - kept.at >= backend.defaults.look_every:
+                return float("inf") if kept is None else now - kept.at
+
+            due = {b.name for b in backends if b.name in moved or age(b) >= b.defaults.look_every}
+            if any(b.defaults.look_every for b in backends if b.name in due):  # a costly look is due: those half
+                # way to their turn go along (backends that look together share their AWS answers)
+                due |= {b.name for b in backends if age(b) >= b.defaults.look_every / 2}
+            for backend in backends:
+                if backend.name in due:
                     self._looks[backend.name] = look(backend)
             self._seen = seen
             return dict(self._looks)
