@@ -47,6 +47,7 @@ def api(home, jp_fetch, jp_asyncio_loop):  # noqa: F811
         return answer.code, text
 
     call.loop = jp_asyncio_loop
+    call.fetch = jp_fetch
     return call
 
 
@@ -372,3 +373,30 @@ def test_the_list_is_exact_after_up_scale_and_down_and_aws_is_asked_at_most_ever
             assert down["state"] == "succeeded", down
             assert api("GET", "clusters")[1]["clusters"] == []
             assert not sb.resources()
+
+
+def test_simultaneous_posts_each_get_their_own_answer(api, home):
+    """Issue 16 item 16: the home's write probe was named by pid only, so handler threads deleted each
+    other's and 2 of 9 simultaneous POSTs failed with "home not writable"."""
+    import asyncio
+
+    from dask_aws_magic.core.processes import create_time
+    from dask_aws_magic.core.registry import ClusterRecord
+
+    # A name an `up` of this process is still starting: every POST reserves it under the registry's lock
+    # (probing the home first) and is refused, so no cluster starts.
+    registry.write(ClusterRecord(name="taken", cluster_id="dam-0123456789ab", backend="local", profile="local",
+                                 up_process={"pid": os.getpid(), "started": create_time(os.getpid())}))
+
+    async def all_at_once():
+        calls = [api.fetch(API, "clusters", method="POST", body=json.dumps({"profile": "local", "name": "taken"}),
+                           raise_error=False) for _ in range(9)]
+        return await asyncio.gather(*calls)
+
+    try:
+        for _ in range(3):
+            answers = api.loop.run_until_complete(all_at_once())
+            messages = [json.loads(a.body)["message"] for a in answers]
+            assert [a.code for a in answers] == [400] * 9 and all("already running" in m for m in messages), messages
+    finally:
+        registry.remove("taken")
