@@ -5,9 +5,10 @@ A small detached process beside the cluster (as the adaptive scaler is). Every f
 scheduler how many workers it has (no AWS call); it asks AWS (the backend's ``replace_reclaimed``)
 at once when that count drops, every few seconds for a while after a drop (EC2 takes an instance two
 minutes after its notice), every ten seconds while the scheduler has fewer workers than asked (or
-does not answer), and otherwise once a minute: a
-quiet cluster costs one AWS call a minute, not thirty. A worker that ended otherwise is not replaced
-(it would fail again). The keeper ends with its scheduler, or when ``down`` removes the record.
+does not answer), and otherwise every five minutes: with every worker there, nothing needs replacing.
+A quiet cluster's keeper costs an AWS call every five minutes, not thirty a minute. A worker that
+ended otherwise is not replaced (it would fail again). The keeper ends with its scheduler, or when
+``down`` removes the record.
 
 Run as ``python -m dask_aws_magic.backends.keeper NAME CLUSTER_ID``.
 """
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from ..core.registry import ClusterRecord
 
 INTERVAL = 2.0  # seconds between two questions to the scheduler
-LOOK_EVERY = 60.0  # seconds between two looks at AWS while the scheduler's count holds
+LOOK_EVERY = 300.0  # seconds between two looks at AWS while every worker asked for is there: a safety net
 WATCH_EVERY = 5.0  # ... and while watching, after the count dropped
 WATCH_FOR = 180.0  # how long a drop is watched (EC2's notice is two minutes)
 SHORT_EVERY = 10.0  # ... and while the scheduler has fewer workers than asked, or does not answer
