@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_ecs_calls.py
 	$(BIN)/python benchmarks/bench_data_credentials.py ec2
 	$(BIN)/python benchmarks/bench_data_credentials.py fargate
+	$(BIN)/python benchmarks/bench_sidebar_calls.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info labextension/node_modules labextension/lib dask_aws_magic/labextension

@@ -99,6 +99,89 @@ def aws_sandbox(home, profiles: dict[str, str], **options) -> Iterator[Sandbox]:
         assert not leftovers, f"left on AWS: {leftovers}"
 
 
+ACCOUNT = "123456789012"  # the sandbox's default account
+
+
+def iam_user(sb, name: str, *policies: str, deny: list[str] | None = None) -> str:
+    """A credentials profile ``name`` of a user in the sandbox's default account, with the AWS-managed
+    ``policies`` attached and an inline policy denying the actions in ``deny``; the user's ARN."""
+    import json
+
+    import boto3
+
+    sb.add_credentials_profile(name, account_id=ACCOUNT)
+    client = boto3.client("iam")
+    for policy in policies:
+        client.attach_user_policy(UserName=f"sandbox-{name}", PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
+    if deny:
+        client.put_user_policy(UserName=f"sandbox-{name}", PolicyName="deny", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": deny, "Resource": "*"}]}))
+    return str(client.get_user(UserName=f"sandbox-{name}")["User"]["Arn"])
+
+
+def assumed_role_profile(sb, name: str, role: str, *policies: str, path: str = "/", deny: list[str] | None = None,
+                         ) -> str:
+    """A credentials profile ``name`` that assumes the role ``role`` (as `aws configure` writes one with
+    ``role_arn`` and ``source_profile``: boto3 names each session ``botocore-session-<epoch>``), the role
+    holding the AWS-managed ``policies`` and denied ``deny``; the role's ARN."""
+    import configparser
+    import json
+    import os
+
+    import boto3
+
+    iam_user(sb, f"{name}-source")
+    client = boto3.client("iam")
+    client.put_user_policy(UserName=f"sandbox-{name}-source", PolicyName="assume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+    trust = {"Version": "2012-10-17", "Statement": [  # the account's identities allowed sts:AssumeRole
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}
+    arn = client.create_role(RoleName=role, Path=path, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    for policy in policies:
+        client.attach_role_policy(RoleName=role, PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
+    if deny:
+        client.put_role_policy(RoleName=role, PolicyName="deny", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": deny, "Resource": "*"}]}))
+    config = configparser.ConfigParser()
+    config.read(os.environ["AWS_CONFIG_FILE"])
+    config[f"profile {name}"] = {"role_arn": arn, "source_profile": f"{name}-source", "region": sb.region}
+    with open(os.open(os.environ["AWS_CONFIG_FILE"], os.O_WRONLY | os.O_TRUNC), "w") as out:
+        config.write(out)
+    return str(arn)
+
+
+def new_session() -> None:
+    """What another process or machine starts with: no AWS session, client or identity remembered."""
+    import boto3
+
+    from dask_aws_magic.aws import identity, session
+
+    session._sessions.clear()
+    session._clients.clear()
+    identity._known.clear()
+    identity._failed.clear()
+    boto3.DEFAULT_SESSION = None  # the test's own calls too
+
+
+@contextlib.contextmanager
+def acting_as(profile: str) -> Iterator[None]:
+    """The process's default AWS credentials are those of the credentials profile ``profile`` (the
+    sandbox's own keys, which come first in boto3's chain, are put aside meanwhile)."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")
+    saved = {key: os.environ.pop(key, None) for key in names}
+    os.environ["AWS_PROFILE"] = profile
+    new_session()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        new_session()
+
+
 @pytest.fixture
 def shell(home):
     """A real IPython shell with the extension loaded; every cluster of the test's home is stopped after."""

@@ -48,7 +48,7 @@ def sb(home):
 def _keepers() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        if "dask_aws_magic.backends.ecs.keeper" in " ".join(proc.info["cmdline"] or []) and \
+        if "dask_aws_magic.backends.keeper" in " ".join(proc.info["cmdline"] or []) and \
                 proc.status() != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found

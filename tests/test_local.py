@@ -314,14 +314,19 @@ def test_home_owned_by_someone_else_is_refused(home, monkeypatch):
     assert "=/tmp" not in str(info.value)  # no advice to use a shared folder
 
 
-@pytest.mark.parametrize(("name", "cluster_id"), [("../../etc", "dam-0123456789ab"), ("ok-name", "x/../y"),
-                                                  ("a" * 300, "dam-0123456789ab")])
-def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id):
+@pytest.mark.parametrize(("name", "cluster_id", "owner"), [
+    ("../../etc", "dam-0123456789ab", ""), ("ok-name", "x/../y", ""), ("a" * 300, "dam-0123456789ab", ""),
+    ("zz\n", "dam-0123456789ab", ""), ("ok-name", "dam-0123456789ab\n", ""),  # `$` took a trailing newline
+    ("ok-name", "dam-0123456789ab", "local:me\nfake   local    running"),  # an owner that fakes a line
+])
+def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id, owner):
     from dask_aws_magic.core import paths
+    from dask_aws_magic.faces import render
     from dask_aws_magic.faces.cli import main
 
     env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": name, "DASK_AWS_MAGIC_CLUSTER_ID": cluster_id,
-           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve())}
+           "DASK_AWS_MAGIC_ROLE": "scheduler", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
+           "DASK_AWS_MAGIC_OWNER": owner}
     # A process that carries our tags, as a scheduler would, but was not made by us.
     impostor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
                                 env=env, start_new_session=True)
@@ -331,11 +336,72 @@ def test_hostile_tags_are_reported_not_acted_on(home, name, cluster_id):
         assert impostor.poll() is None, "down --all touched a process it did not create"
         from dask_aws_magic.core import inventory
 
-        assert any("never makes" in line for line in inventory.survey().ignored)
+        found = inventory.survey("*")
+        assert not found.clusters and any("never makes" in line for line in found.ignored)
+        assert "fake" not in "\n".join(line for line in render.survey(found).splitlines()
+                                       if not line.startswith("warning:"))  # only in the warning, escaped
         assert not (home / "clusters").exists() or not list((home / "clusters").glob("*.json"))
     finally:
         impostor.kill()
         impostor.wait(10)
+
+
+def _planted(home, victim, **popen):
+    """A process that looks like a scheduler of this home: our tags, and a command line naming ``victim``
+    as its TLS folder (what `down` deletes with a cluster)."""
+    from dask_aws_magic.backends.local import local_identity
+    from dask_aws_magic.core import paths
+
+    env = {"PATH": os.environ["PATH"], "DASK_AWS_MAGIC_CLUSTER": "planted", "DASK_AWS_MAGIC_ROLE": "scheduler",
+           "DASK_AWS_MAGIC_CLUSTER_ID": "dam-0123456789ab", "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve()),
+           "DASK_AWS_MAGIC_OWNER": local_identity(), "HOME": str(paths.home().parent)}
+    return subprocess.Popen(["sh", "-c", "sleep 60; :", "distributed.cli", "--tls-ca-file", str(victim / "ca.pem")],
+                            env=env, start_new_session=True, **popen)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's process needs root (runs as root in CI)")
+def test_another_users_process_is_never_adopted(home, tmp_path):
+    """Run as root, `list` read every user's processes: another user's planted process, whose environment
+    named root's home, was listed, and `down --all` deleted the folder on its command line."""
+    from dask_aws_magic.faces.cli import main
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "ca.pem").write_text("precious")
+    nobody = 65534
+    impostor = _planted(home, victim, user=nobody, group=nobody, extra_groups=[])
+    try:
+        assert psutil.Process(impostor.pid).uids().real == nobody
+        time.sleep(0.2)  # its command line and environment are in place
+        from dask_aws_magic.core import inventory
+
+        found = inventory.survey("*")
+        assert found.clusters == [] and found.others == {}
+        assert main(["down", "--all"]) == 0
+        assert (victim / "ca.pem").read_text() == "precious" and impostor.poll() is None
+    finally:
+        impostor.kill()
+        impostor.wait(10)
+
+
+def test_down_deletes_only_inside_the_clusters_own_folder(home, tmp_path):
+    """A process of this user that carries our tags is stopped by `down`, but the TLS folder its command
+    line names is deleted only when it is inside the cluster's own folder of the home."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "ca.pem").write_text("precious")
+    planted = _planted(home, victim)
+    try:
+        deadline = time.monotonic() + 10
+        while [c.name for c in dam.list_clusters()] != ["planted"]:
+            assert time.monotonic() < deadline, dam.list_clusters()
+            time.sleep(0.1)
+        assert dam.down(all=True) == ["planted: stopped 1 process(es) (0 of them workers)"]
+        assert planted.wait(10) is not None
+        assert (victim / "ca.pem").read_text() == "precious"
+    finally:
+        planted.kill()
+        planted.wait(10)
 
 
 def test_clusters_of_other_owners_are_shown_and_stopped_only_when_named(home):
@@ -368,6 +434,41 @@ def test_clusters_of_other_owners_are_shown_and_stopped_only_when_named(home):
     finally:
         theirs.kill()
         theirs.wait(10)
+
+
+def test_down_all_with_an_owner_stops_every_cluster_of_that_owner_and_no_other(home, capsys):
+    """`down --all --owner OWNER` ignored --owner: "No clusters to stop", exit 0, that owner's clusters running."""
+    from dask_aws_magic.core import paths
+    from dask_aws_magic.faces.cli import main
+
+    mine = dam.up(name="mine", workers=1, progress=False)
+    mine.close()
+    theirs = []
+    for index in range(2):
+        env = {**os.environ, "DASK_AWS_MAGIC_CLUSTER": f"theirs-{index}", "DASK_AWS_MAGIC_ROLE": "scheduler",
+               "DASK_AWS_MAGIC_CLUSTER_ID": f"dam-0123456789a{index}", "DASK_AWS_MAGIC_OWNER": "local:mallory",
+               "DASK_AWS_MAGIC_TAG_HOME": str(paths.home().resolve())}
+        theirs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "distributed.cli"],
+                                       env=env, start_new_session=True))
+    try:
+        deadline = time.monotonic() + 10
+        while len(dam.list_clusters(owner="local:mallory")) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert main(["down", "--all", "--owner", "*"]) == 1  # one owner, never "everyone"
+        assert "names one owner" in capsys.readouterr().err
+        assert main(["down", "--all", "--owner", "local:mallory"]) == 0
+        out = capsys.readouterr().out
+        assert "theirs-0: stopped 1 process" in out and "theirs-1: stopped 1 process" in out and "mine" not in out
+        assert all(proc.wait(10) is not None for proc in theirs)
+        assert [(c.name, c.status) for c in dam.list_clusters()] == [("mine", "running")]
+        assert main(["down", "--all", "--owner", "local:mallory"]) == 0
+        assert "No clusters of local:mallory to stop." in capsys.readouterr().out
+    finally:
+        for proc in theirs:
+            proc.kill()
+            proc.wait(10)
+        dam.down("mine")
 
 
 def test_up_refuses_a_name_a_running_cluster_carries_even_without_its_record(home):

@@ -100,10 +100,18 @@ def test_cell_body_errors_name_the_cell(home):
         profiles.load("cell", body="- just\n- a list\n")
 
 
-@pytest.mark.parametrize("name", ["Has_Caps", "with space", "a/b", "-dash", "x" * 41, "émoji", ""])
+@pytest.mark.parametrize("name", ["Has_Caps", "with space", "a/b", "-dash", "x" * 41, "émoji", "", "zz\n"])
 def test_bad_cluster_names(name):
     with pytest.raises(InvalidName, match="lowercase letters, digits and dashes"):
         check_name(name)
+
+
+def test_ids_and_owners_read_from_tags_are_checked_to_their_end():
+    from dask_aws_magic.core.naming import is_cluster_id, is_owner
+
+    assert is_cluster_id("dam-0123456789ab") and not is_cluster_id("dam-0123456789ab\n")
+    assert is_owner("arn:aws:iam::123456789012:role/team/ds") and is_owner("local:alice") and is_owner("")
+    assert not is_owner("local:alice\nbob  local  running") and not is_owner("x" * 257) and not is_owner(3)
 
 
 def test_schema_is_shipped_and_valid():
@@ -137,11 +145,19 @@ def test_string_fields_keep_what_was_typed(home):
     ({"worker.count": 5000}, r"limit of 100 workers.*limits.max_workers"),
     ({"network.ingress_cidr": "10.0.0.1/8"}, r"host bits set.*10.0.0.0/8"),
     ({"network.ingress_cidr": "0.0.0.0/0"}, r"whole internet.*network.allow_world: true"),
+    ({"network.ingress_cidr": "0.0.0.0/00"}, r"whole internet.*network.allow_world: true"),  # AWS reads /0
+    ({"network.ingress_cidr": "0.0.0.0/1"}, r"2,147,483,648 addresses \(0.0.0.0/1, more than a /8\).*allow_world"),
+    ({"network.ingress_cidr": "10.0.0.0/7"}, r"more than a /8.*network.allow_world: true"),
     ({"network.tls": False, "network.ingress_cidr": "10.0.0.0/8"}, r"network.allow_unauthenticated: true"),
 ])
 def test_hostile_or_mistaken_values_are_profile_errors(home, override, message):
     with pytest.raises(ProfileError, match=message):
         profiles.load("local", override)
+
+
+def test_a_network_of_a_slash_8_or_narrower_needs_no_acknowledgement(home):
+    for cidr in ("10.0.0.0/8", "203.0.113.0/24", "203.0.113.7/32"):
+        assert profiles.load("local", {"network.ingress_cidr": cidr}).data["network"]["ingress_cidr"] == cidr
 
 
 def test_acknowledged_values_are_accepted(home):

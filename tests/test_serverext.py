@@ -62,6 +62,7 @@ def api(home, jp_fetch, jp_asyncio_loop):  # noqa: F811
 
     call.loop = jp_asyncio_loop
     call.fetch = fetch
+    call.jp_fetch = jp_fetch  # pytest-jupyter's own: a coroutine, for requests made at once
     return call
 
 
@@ -130,6 +131,9 @@ def test_profiles_one_profile_and_plan(api, home):
     ("clusters", {"profile": 3}, "'profile'"),
     ("clusters", {"profile": "local", "workers": True}, "'workers'"),
     ("clusters", {"profile": "no-such-profile"}, "no-such-profile"),
+    ("clusters", {"profile": "local", "name": "zz\n"}, "'zz\\n' cannot be used"),  # issue 16.8: `$` took it
+    ("clusters", '{"profile": "local", "overrides": ' + "[" * 50_000 + "]" * 50_000 + "}", "nests"),  # 16.10
+    ("profiles/local/plan", {"overrides": {"a": [[[[[[[[1]]]]]]]]}}, "more than 8 deep"),
 ])
 def test_bad_bodies_are_answered_400_naming_the_field(api, home, path, body, field):
     code, data = api("POST", path, body)
@@ -542,3 +546,85 @@ def test_a_forged_clusters_dashboard_is_never_proxied(api, sb, home):  # noqa: F
     assert code == 404 and "unverified" in answer["message"], answer
     assert sb.console_output(forged).count("GET /status") == served  # never contacted
     assert not list((home / "clusters").glob("*.json"))
+
+
+SIDE_EC2 = """\
+backend: ec2
+region: us-east-1
+scheduler: {type: t3.medium}
+worker: {type: m6i.large, count: 1}
+"""
+
+
+def aws_calls(sandbox) -> int:
+    return sum(sandbox.calls().values())
+
+
+@pytest.mark.sandbox
+def test_the_list_is_exact_after_up_scale_and_down_and_aws_is_asked_at_most_every_30_s(api, home):
+    """Issue 16 item 19: one inventory for the whole server, refreshed from AWS at most every 30 s and
+    right after an action, each scheduler read at every look; `list` exact after every action."""
+    from .conftest import acting_as, aws_sandbox, iam_user
+
+    with aws_sandbox(home, {"side": SIDE_EC2}) as sandbox:
+        iam_user(sandbox, "admin", "AdministratorAccess")
+        with acting_as("admin"), sandbox.enforce_iam():
+            assert api("GET", "clusters")[1]["clusters"] == []
+            before = aws_calls(sandbox)
+            for _ in range(4):  # sidebars polling for seconds: the registry and schedulers are read, not AWS
+                api.loop.run_until_complete(_sleep(1.1))
+                assert api("GET", "clusters")[0] == 200
+            assert aws_calls(sandbox) == before
+
+            up = follow(api, api("POST", "clusters", {"profile": "side", "name": "side"}))
+            assert up["state"] == "succeeded", up
+            [row] = api("GET", "clusters")[1]["clusters"]
+            assert (row["name"], row["status"], row["workers"]) == ("side", "running", 1)
+            deadline = time.monotonic() + 60
+            while row["reported_workers"] != 1:  # read from the scheduler at every look: no AWS call
+                assert time.monotonic() < deadline, row
+                calls = aws_calls(sandbox)
+                [row] = api("GET", "clusters")[1]["clusters"]
+                assert aws_calls(sandbox) == calls
+                api.loop.run_until_complete(_sleep(0.5))
+
+            scaled = follow(api, api("PATCH", "clusters/side", {"workers": 2}))
+            assert scaled["state"] == "succeeded", scaled
+            [row] = api("GET", "clusters")[1]["clusters"]
+            assert (row["status"], row["workers"]) == ("running", 2)
+            while row["reported_workers"] != 2:
+                assert time.monotonic() < deadline + 60, row
+                api.loop.run_until_complete(_sleep(0.5))
+                [row] = api("GET", "clusters")[1]["clusters"]
+
+            down = follow(api, api("DELETE", "clusters/side"))
+            assert down["state"] == "succeeded", down
+            assert api("GET", "clusters")[1]["clusters"] == []
+            assert not sandbox.resources()
+
+
+def test_simultaneous_posts_each_get_their_own_answer(api, home):
+    """Issue 16 item 16: the home's write probe was named by pid only, so handler threads deleted each
+    other's and 2 of 9 simultaneous POSTs failed with "home not writable"."""
+    import asyncio
+
+    from dask_aws_magic.core.processes import create_time
+    from dask_aws_magic.core.registry import ClusterRecord
+
+    # A name an `up` of this process is still starting: every POST reserves it under the registry's lock
+    # (probing the home first) and is refused, so no cluster starts.
+    registry.write(ClusterRecord(name="taken", cluster_id="dam-0123456789ab", backend="local", profile="local",
+                                 up_process={"pid": os.getpid(), "started": create_time(os.getpid())}))
+
+    async def all_at_once():
+        calls = [api.jp_fetch(API, "clusters", method="POST", body=json.dumps({"profile": "local", "name": "taken"}),
+                           raise_error=False) for _ in range(9)]
+        return await asyncio.gather(*calls)
+
+    try:
+        for _ in range(3):
+            answers = api.loop.run_until_complete(all_at_once())
+            messages = [json.loads(a.body)["message"] for a in answers]
+            assert [a.code for a in answers] == [400] * 9 and all("already running" in m for m in messages), messages
+    finally:
+        registry.remove("taken")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from .errors import explain
 from .session import client
 
 LIST_ATTEMPTS = 3  # a listing reports a failing scope rather than retrying as long as a launch would
+LOOK_EVERY = 30.0  # seconds a shared inventory (an open sidebar) may reuse what AWS answered
+SHARED_FOR = 2.0  # seconds the backends' discoveries of one look share an answer (security groups, ECS tags)
 MAX_THREADS = 8
 T = TypeVar("T")
 
@@ -56,14 +60,7 @@ class Scope:
         made in it is gone with it (no AWS endpoint is ever on a loopback address)."""
         if not self.endpoint_url or self.endpoint_url == current_endpoint():
             return False
-        url = urlparse(self.endpoint_url)
-        try:
-            if not ipaddress.ip_address(socket.gethostbyname(url.hostname or "")).is_loopback:
-                return False
-            with socket.create_connection((url.hostname, url.port or 80), timeout=1.0):
-                return False
-        except OSError:
-            return True
+        return sandbox_gone(self.endpoint_url)
 
     def client(self, service: str, attempts: int | None = None) -> Any:
         """A client for this scope; :class:`AwsError` when this process cannot reach it."""
@@ -76,6 +73,21 @@ class Scope:
         endpoint = None if self.endpoint_url == current_endpoint() else self.endpoint_url
         options = {"attempts": attempts} if attempts else {}
         return client(service, self.region, self.aws_profile, endpoint_url=endpoint, **options)
+
+
+def sandbox_gone(endpoint_url: str | None) -> bool:
+    """True when ``endpoint_url`` is an emulated AWS on this machine (a loopback address: no AWS endpoint
+    is ever one) that no longer answers."""
+    if not endpoint_url:
+        return False
+    url = urlparse(endpoint_url)
+    try:
+        if not ipaddress.ip_address(socket.gethostbyname(url.hostname or "")).is_loopback:
+            return False
+        with socket.create_connection((url.hostname, url.port or 80), timeout=1.0):
+            return False
+    except OSError:
+        return True
 
 
 def search(scopes: Iterable[Scope], list_one: Callable[[Scope], list[T]], what: str,
@@ -102,3 +114,24 @@ def search(scopes: Iterable[Scope], list_one: Callable[[Scope], list[T]], what: 
         outcomes = list(pool.map(attempt, ordered))
     answered = [(scope, found) for scope, found, _ in outcomes if found is not None]
     return answered, [problem for _, _, problem in outcomes if problem is not None]
+
+
+_shared: dict[tuple[Scope, str], tuple[float, Any]] = {}
+_shared_locks: dict[tuple[Scope, str], threading.Lock] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(scope: Scope, what: str, fetch: Callable[[], T]) -> T:
+    """``fetch()`` for ``scope``, asked once for every backend's discovery of one look: the ec2, ecs and
+    fargate backends each need the scope's tagged security groups, ecs and fargate its ECS resources.
+    An answer is reused for ``SHARED_FOR`` seconds only, so no later look sees an old one."""
+    key = (scope, what)
+    with _shared_lock:
+        lock = _shared_locks.setdefault(key, threading.Lock())
+    with lock:
+        at, answer = _shared.get(key, (0.0, None))
+        if time.monotonic() - at < SHARED_FOR:
+            return answer  # type: ignore[no-any-return]
+        answer = fetch()
+        _shared[key] = (time.monotonic(), answer)
+        return answer

@@ -25,7 +25,7 @@ HOURLY_COST = 0.40 / 730  # USD per secret: 0.40 a month, prorated by the hour
 NODE_ROLES = ("scheduler", "worker")
 
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` would take "A\n"
 
 
 def new_material(name: str, env: dict[str, str], tls: bool) -> ClusterMaterial | None:
@@ -34,7 +34,7 @@ def new_material(name: str, env: dict[str, str], tls: bool) -> ClusterMaterial |
     from .tls import new_cluster_material
 
     for key in env:
-        if not ENV_NAME.match(key):
+        if not ENV_NAME.fullmatch(key):
             raise LaunchError(f"`software.env` has {key!r}, which is not an environment variable name: use "
                               "letters, digits and underscores, not starting with a digit.")
     return new_cluster_material(name) if tls else None
@@ -123,9 +123,12 @@ def delete_cluster_secrets(sm: Any, cluster_id: str, names: list[str] | None = N
     import botocore.exceptions
 
     manifest = client_secret_name(cluster_id)
-    names = [n for n in (names or secret_names(cluster_id)) if n != manifest] + [manifest]
+    wanted = [n for n in (names or secret_names(cluster_id)) if n != manifest] + [manifest]
+    # Listed first (one call, a name prefix): a forced delete of a secret that does not exist succeeds.
+    pages = sm.get_paginator("list_secrets").paginate(Filters=[{"Key": "name", "Values": [f"{PREFIX}/{cluster_id}/"]}])
+    existing = {entry["Name"] for page in pages for entry in page.get("SecretList", []) if not entry.get("DeletedDate")}
     deleted = []
-    for name in names:
+    for name in (name for name in wanted if name in existing):
         try:
             sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         except botocore.exceptions.ClientError as exc:

@@ -50,9 +50,9 @@ class ClusterMaterial:
 
 def client_security(ca: str, cert: str, key: str) -> Any:
     """A ``distributed.Security`` for a client of the cluster (dask's global config untouched)."""
-    from distributed import Security
+    from ..imports import distributed
 
-    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+    return distributed().Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
 
 
 def new_cluster_material(name: str, days: int = 365) -> ClusterMaterial:

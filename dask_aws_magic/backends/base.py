@@ -146,6 +146,7 @@ class BackendDefaults:
     poll_interval: float  # seconds between two looks at a starting cluster
     wait_for_workers: bool  # True: ``up`` returns once every worker joined; False: once the scheduler answers
     boot_time: float = 10.0  # seconds a new worker usually takes to join (adaptive scaling waits that long)
+    look_every: float = 0.0  # seconds a shared inventory may reuse a discovery (0: looking costs nothing)
 
 
 class Resources(Protocol):

@@ -74,6 +74,7 @@ def worker(
     local_directory: str,
     death_timeout: float = 60.0,
     tls: TLSFiles | None = None,
+    preload: str | None = None,
 ) -> list[str]:
     """``dask worker`` (without its own dashboard, as LocalCluster's workers: it saves each worker
     importing bokeh). With ``nworkers > 1`` Dask names the processes ``NAME-0``, ``NAME-1``, ..."""
@@ -84,6 +85,8 @@ def worker(
              "--death-timeout", f"{death_timeout:g}", "--no-dashboard"]
     if tls:
         argv += tls.flags()
+    if preload:
+        argv += ["--preload", preload]
     return argv
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import paths
-from ..core.processes import TAG_HOME, create_time, listens, running, stop_groups
+from ..core.processes import TAG_HOME, create_time, is_mine, listens, running, stop_groups
 from ..core.profiles import parse_duration, parse_memory
 from . import dask_commands
 from .base import BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
@@ -89,6 +89,15 @@ def default_sizing(cores: int, total_memory: int) -> tuple[int, int, int]:
 def run_dir(name: str) -> Path:
     """Where a local cluster's logs and scheduler file live."""
     return paths.logs_dir() / name
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is below ``folder``, links resolved (what ``down`` may delete)."""
+    try:
+        resolved, top = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return False
+    return resolved != top and resolved.is_relative_to(top)
 
 
 def _total_memory() -> int:
@@ -279,7 +288,7 @@ class LocalBackend:
         clusters: dict[str, tuple[Discovered, LocalResources]] = {}
         for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
             cmdline = proc.info["cmdline"] or []
-            if not any("distributed.cli" in part for part in cmdline):
+            if not any("distributed.cli" in part for part in cmdline) or not is_mine(proc):
                 continue
             try:
                 if os.getpgid(proc.info["pid"]) != proc.info["pid"]:
@@ -299,7 +308,8 @@ class LocalBackend:
             if role == "scheduler":
                 model.scheduler, found.running = info, True
                 if "--tls-ca-file" in cmdline:
-                    model.tls_dir = str(Path(cmdline[cmdline.index("--tls-ca-file") + 1]).parent)
+                    folder = Path(cmdline[cmdline.index("--tls-ca-file") + 1]).parent
+                    model.tls_dir = str(folder) if _inside(folder, run_dir(name)) else None
                 if "--scheduler-file" in cmdline:
                     path = Path(cmdline[cmdline.index("--scheduler-file") + 1])
                     found.scheduler_address, found.dashboard_link = self._read_scheduler_file(path)
@@ -325,7 +335,8 @@ class LocalBackend:
         ctx.emit("teardown", f"stopping {len(processes)} process(es) of {record.name}")
         stop_groups(processes, grace=STOP_GRACE)
         for model in models:
-            if model.tls_dir:
+            # Only inside the cluster's own folder of the home: a record or a command line may name any path.
+            if model.tls_dir and _inside(Path(model.tls_dir), run_dir(record.name)):
                 shutil.rmtree(model.tls_dir, ignore_errors=True)  # temporary: gone with the cluster
         worker_pids = {info["pid"] for model in models for info in model.workers.values()}
         workers = sum(info["pid"] in worker_pids for info in processes)

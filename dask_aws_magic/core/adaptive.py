@@ -15,8 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import paths
-from .processes import TAG_HOME, spawn_companion, stop_groups
+from .processes import find_companion, spawn_companion, stop_groups
 
 if TYPE_CHECKING:
     from .registry import ClusterRecord
@@ -37,19 +36,7 @@ def spawn(record: ClusterRecord, minimum: int, maximum: int) -> dict[str, Any]:
 
 def find(cluster_id: str) -> dict[str, Any] | None:
     """The adaptor process of the cluster ``cluster_id`` started from this home, if one runs."""
-    import psutil
-
-    home = str(paths.home().resolve())
-    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
-        if MODULE not in " ".join(proc.info["cmdline"] or []):
-            continue
-        try:
-            env = proc.environ()
-        except psutil.Error:
-            continue
-        if env.get(TAG_ADAPTS) == cluster_id and env.get(TAG_HOME) == home:
-            return {"pid": proc.info["pid"], "started": proc.info["create_time"]}
-    return None
+    return find_companion(cluster_id, MODULE, TAG_ADAPTS)
 
 
 def stop(record: ClusterRecord) -> bool:

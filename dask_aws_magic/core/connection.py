@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClusterDead
+from .errors import ClusterUnreachable
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -63,6 +63,9 @@ def identity(address: str, security: Any | None = None, timeout: float = 1.0) ->
     shows no aborted connections."""
     import asyncio
 
+    from ..imports import distributed
+
+    distributed()
     from distributed.comm import connect
 
     args = security.get_connection_args("client") if security is not None else {}
@@ -108,15 +111,17 @@ def _run(make: Any) -> Any:
 
 def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default: bool = False,
                 name: str | None = None) -> Client:
-    """A client of ``record``'s scheduler with the cluster's own TLS; :class:`ClusterDead` if it
+    """A client of ``record``'s scheduler with the cluster's own TLS; :class:`ClusterUnreachable` if it
     cannot connect."""
-    from distributed import Client
+    from ..imports import distributed
+
+    Client = distributed().Client
 
     try:
         return Client(record.scheduler_address, security=security_of(record), timeout=timeout,
                       set_as_default=set_as_default, name=name)
     except (OSError, TimeoutError) as exc:
-        raise ClusterDead(
+        raise ClusterUnreachable(
             f"Could not connect to the scheduler of {record.name!r} at {record.scheduler_address} ({exc}). "
             f"Check it with `%dask_cluster status {record.name}`."
         ) from None
@@ -124,11 +129,11 @@ def open_client(record: ClusterRecord, *, timeout: float = 10.0, set_as_default:
 
 @contextlib.contextmanager
 def short_client(record: ClusterRecord, timeout: float = 10.0) -> Iterator[Client]:
-    """A client for one task (never the default); connection failures become :class:`ClusterDead`."""
+    """A client for one task (never the default); connection failures become :class:`ClusterUnreachable`."""
     client = open_client(record, timeout=timeout)
     try:
         yield client
     except (OSError, TimeoutError) as exc:
-        raise ClusterDead(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise ClusterUnreachable(f"The connection to {record.name!r} failed: {type(exc).__name__}: {exc}") from None
     finally:
         client.close()

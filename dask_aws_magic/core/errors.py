@@ -33,7 +33,15 @@ class ClusterExists(DaskAwsMagicError):
 
 
 class ClusterDead(DaskAwsMagicError):
-    """The cluster's scheduler no longer answers."""
+    """The backend confirms nothing of the cluster runs any more."""
+
+
+class ClusterUnreachable(DaskAwsMagicError):
+    """The cluster's scheduler did not answer (it may be busy or frozen; its backend shows it runs)."""
+
+
+class ClusterStarting(DaskAwsMagicError):
+    """The cluster's ``up`` is still running: it cannot be used yet."""
 
 
 class HomeNotWritable(DaskAwsMagicError):
@@ -54,3 +62,12 @@ class Interrupted(LaunchError):
 
 class AwsError(DaskAwsMagicError):
     """An AWS call failed for a reason the user can fix (credentials, limits, permissions...)."""
+
+
+class TeardownIncomplete(DaskAwsMagicError):
+    """Some of a cluster's things were removed, some are left: ``removed`` and ``left`` name each."""
+
+    def __init__(self, cluster: str, removed: list[str], left: list[str]) -> None:
+        self.cluster, self.removed, self.left = cluster, list(removed), list(left)
+        done = f"removed: {'; '.join(removed)}" if removed else "nothing was removed"
+        super().__init__(f"{cluster}: {done}; left: {'; '.join(left)}")

@@ -1,21 +1,40 @@
 """Which clusters exist: the registry (a cache) reconciled with what every backend finds from its
-own source of truth (processes, AWS tags)."""
+own source of truth (processes, AWS tags), and what each scheduler says of itself.
+
+A cluster's status says only what was seen: ``running`` (its backend shows it and its scheduler
+answered), ``unreachable`` (its backend shows it runs, its scheduler did not answer this time: busy,
+frozen, or a network away), ``dead`` (its backend confirms nothing of it runs), ``unknown`` (nobody
+could check). Only ``dead`` is ever written from a look; a record not known to be gone (``dead``
+included: a launch may not show yet) is looked at again by every survey.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..backends import Discovered, Discovery, Unverified, discoverable_backends, get_backend
-from . import adaptive, registry
+from ..backends import Backend, Discovered, Discovery, Unverified, discoverable_backends, get_backend
+from . import adaptive, paths, registry
 from .connection import identity, security_of
-from .errors import ClusterDead, ClusterNotFound, DaskAwsMagicError, ForeignCluster
-from .naming import check_name, is_cluster_id
+from .errors import (
+    ClusterDead,
+    ClusterNotFound,
+    ClusterStarting,
+    ClusterUnreachable,
+    DaskAwsMagicError,
+    ForeignCluster,
+)
+from .naming import check_name, is_cluster_id, is_owner, owner_key, same_owner
 from .processes import running
 from .registry import ClusterRecord
 
 STARTING_GRACE = 60.0  # how long past its timeout a record may say "starting" before it is doubted
+LOOKED_AT = ("starting", "running", "dead")  # statuses a survey checks again (never "stopped", "failed")
+PROBE_TIMEOUT = 3.0  # seconds a scheduler has to answer a survey's probe
 
 
 @dataclass
@@ -40,27 +59,47 @@ class Survey:
         )
 
 
-def discover_all(ignored: list[str] | None = None) -> tuple[list[Discovered], dict[str, Discovery]]:
-    """Clusters found by each backend that can be asked here, and each backend's whole answer.
+@dataclass
+class Look:
+    """What one backend's discovery answered (tagged things failing our checks set apart) and when the
+    look began."""
 
-    Names and ids read from tags are untrusted: what fails the checks a typed name passes is left
-    out (and described in ``ignored``), so it never reaches a file path, a shell line or a teardown.
-    """
-    found: list[Discovered] = []
-    answers: dict[str, Discovery] = {}
-    for backend in discoverable_backends():
-        try:
-            answer = backend.discover()
-        except DaskAwsMagicError as exc:  # a backend that breaks its promise not to raise
-            answer = Discovery(failed=[f"could not list {backend.name} clusters: {exc}"])
-        answers[backend.name] = answer
-        for cluster in answer.clusters:
-            problem = _untrusted(cluster)
-            if problem is None:
-                found.append(cluster)
-            elif ignored is not None:
-                ignored.append(problem)
-    return found, answers
+    answer: Discovery
+    found: list[Discovered]
+    ignored: list[str]
+    at: float
+
+
+def look(backend: Backend) -> Look:
+    """Ask ``backend`` for its clusters. Names, ids and owners read from tags are untrusted: what
+    fails the checks a typed value passes is left out (and described in ``ignored``), so it never
+    reaches a file path, a shell line, a teardown or a printed line."""
+    at = time.time()
+    try:
+        answer = backend.discover()
+    except DaskAwsMagicError as exc:  # a backend that breaks its promise not to raise
+        answer = Discovery(failed=[f"could not list {backend.name} clusters: {exc}"])
+    found, ignored = [], []
+    for cluster in answer.clusters:
+        problem = _untrusted(cluster)
+        if problem is None:
+            found.append(cluster)
+        else:
+            ignored.append(problem)
+    return Look(answer, found, ignored, at)
+
+
+def look_everywhere() -> dict[str, Look]:
+    """A fresh look of every backend that can be asked here, by backend name."""
+    return {backend.name: look(backend) for backend in discoverable_backends()}
+
+
+def discover_all(ignored: list[str] | None = None) -> tuple[list[Discovered], dict[str, Discovery]]:
+    """Clusters found by each backend that can be asked here, and each backend's whole answer."""
+    looks = look_everywhere()
+    if ignored is not None:
+        ignored += [line for item in looks.values() for line in item.ignored]
+    return [c for item in looks.values() for c in item.found], {name: item.answer for name, item in looks.items()}
 
 
 def _untrusted(found: Discovered) -> str | None:
@@ -72,6 +111,9 @@ def _untrusted(found: Discovered) -> str | None:
         check_name(found.name)
     except DaskAwsMagicError:
         return (f"ignored {found.backend} cluster {found.cluster_id} tagged with the name {found.name!r}, which "
+                "this tool never makes; check who tagged it")
+    if not is_owner(found.owner):
+        return (f"ignored {found.backend} cluster {found.cluster_id} tagged with the owner {found.owner!r}, which "
                 "this tool never makes; check who tagged it")
     return None
 
@@ -113,7 +155,7 @@ def find(name: str, owner: str | None = None) -> ClusterRecord:
             continue
         if _is_mine(found.owner, me):
             return _remember(found)
-        if owner == found.owner:
+        if owner is not None and same_owner(owner, found.owner):
             return recovered(found)
         raise ForeignCluster(
             f"The cluster {name!r} belongs to {found.owner}, not to you ({', '.join(sorted(me))}). To act on it "
@@ -159,11 +201,20 @@ def alive(record: ClusterRecord, problems: list[str] | None = None) -> bool | No
 
 
 def mark_dead(record: ClusterRecord) -> None:
+    """Write ``dead``: only when the backend confirmed nothing of the cluster runs."""
+    _set_status(record, "dead")
+
+
+def _set_status(record: ClusterRecord, status: str, note: str | None = None) -> None:
     def change(stored: ClusterRecord) -> None:
         if stored.cluster_id == record.cluster_id:
-            stored.status = "dead"
+            stored.status = status
+            if note is not None:
+                stored.note = note
 
-    record.status = "dead"
+    record.status = status
+    if note is not None:
+        record.note = note
     with contextlib.suppress(ClusterNotFound):
         registry.update(record.name, change)
 
@@ -182,60 +233,68 @@ def _identities(answers: dict[str, Discovery]) -> set[str]:
 
 
 def _is_mine(owner: str, me: set[str]) -> bool:
-    return not owner or owner in me  # an untagged cluster predates owner tags: it was made from here
+    """``me``: the caller's identities. An untagged cluster predates owner tags: it was made from here."""
+    return not owner or owner_key(owner) in {owner_key(m) for m in me}
 
 
-def survey(owner: str | None = None) -> Survey:
+def survey(owner: str | None = None, looks: dict[str, Look] | None = None) -> Survey:
     """The clusters of the caller (``owner=None``), of every owner (``"*"``) or of one owner, from the
     registry reconciled with what the backends really run. Others' clusters are counted in ``others``.
 
-    A cluster whose backend or scope could not be asked shows as ``unknown``: never as running or dead.
+    ``looks`` are earlier looks to reuse (a shared :class:`Inventory`): a record written after its
+    backend's look is not judged by it, and nothing found in it is written to the registry. Without
+    them every backend is asked now. A cluster whose backend or scope could not be asked shows as
+    ``unknown``, one whose scheduler does not answer as ``unreachable``: never as running or dead.
     """
+    fresh = looks is None
+    if looks is None:
+        looks = look_everywhere()
     records, corrupt = registry.scan()
     result = Survey(corrupt=corrupt)
     by_id = {r.cluster_id: r for r in records}
-    discovered, answers = discover_all(result.ignored)
+    answers = {name: item.answer for name, item in looks.items()}
     me = _identities(answers)
-    for name, answer in answers.items():
-        result.failed += answer.failed
-        result.unverified += answer.unverified
-        if answer.searched:
-            result.searched.append(f"{name}: {', '.join(answer.searched)}")
-    found_by_id = {d.cluster_id: d for d in discovered}
+    for name, item in looks.items():
+        result.failed += item.answer.failed
+        result.ignored += item.ignored
+        result.unverified += item.answer.unverified
+        if item.answer.searched:
+            result.searched.append(f"{name}: {', '.join(item.answer.searched)}")
+    found_by_id = {d.cluster_id: d for item in looks.values() for d in item.found}
     _forget_unproven(by_id, found_by_id, result.unverified)
-    for found in discovered:
+    for found in found_by_id.values():
         if found.cluster_id in by_id:
             continue
-        wanted = owner == "*" or (owner is None and _is_mine(found.owner, me)) or owner == found.owner
+        wanted = (owner == "*" or (owner is None and _is_mine(found.owner, me))
+                  or (owner is not None and same_owner(owner, found.owner)))
         if not wanted:
-            result.others[found.owner] = result.others.get(found.owner, 0) + 1
-        elif _is_mine(found.owner, me):
+            key = owner_key(found.owner)
+            result.others[key] = result.others.get(key, 0) + 1
+        elif _is_mine(found.owner, me) and fresh:
             by_id[found.cluster_id] = _remember(found)
         else:
-            by_id[found.cluster_id] = recovered(found)  # someone else's: never written to your registry
+            by_id[found.cluster_id] = recovered(found)  # someone else's, or from an earlier look: not written
     for record in by_id.values():
-        if not record.live or still_starting(record):
+        if record.status not in LOOKED_AT or still_starting(record):
             continue
-        answer = answers.get(record.backend)
-        # A backend that answered for the record's scope has just said which clusters still have a
-        # scheduler: no need to ask it again cluster by cluster.
-        if answer is not None and _scope(record) in answer.searched:
-            found = found_by_id.get(record.cluster_id)
-            if found is not None and found.running:
-                if record.status == "starting":
-                    _complete(record, found)
-            else:
-                mark_dead(record)
-        else:
+        item = looks.get(record.backend)
+        covered = item is not None and _scope(record) in item.answer.searched
+        if covered and item is not None and (fresh or item.at >= record.updated_at):
+            # The backend has just said which clusters of the record's scope run: no need to ask again.
+            _judge(record, found_by_id.get(record.cluster_id))
+        elif fresh or not covered:
             is_alive = alive(record, result.failed)
-            if is_alive is False:
+            if is_alive is False and record.status != "dead":
                 mark_dead(record)
+            elif is_alive is True and record.status == "dead":
+                _revive(record)
             elif is_alive is None:
                 record.status = "unknown"  # shown, never written: nobody could check
+        # else: the record changed after the shared look; its scheduler's answer decides below.
     if owner not in (None, "*"):
-        by_id = {key: r for key, r in by_id.items() if r.owner == owner}
+        by_id = {key: r for key, r in by_id.items() if same_owner(r.owner, owner)}
     result.clusters = sorted(by_id.values(), key=lambda r: r.created_at)
-    _ask_schedulers(result.clusters)
+    _ask_schedulers([r for r in result.clusters if _is_mine(r.owner, me)])
     return result
 
 
@@ -247,6 +306,83 @@ def _forget_unproven(by_id: dict[str, ClusterRecord], proven: dict[str, Discover
         if record.profile == registry.RECOVERED and cluster_id in claimed and cluster_id not in proven:
             registry.remove(record.name, cluster_id)
             del by_id[cluster_id]
+
+
+def _judge(record: ClusterRecord, found: Discovered | None) -> None:
+    """Reconcile ``record`` with what its backend found of it in a look that covered its scope."""
+    if found is not None and found.running:
+        if record.status == "starting":
+            _complete(record, found)
+        elif record.status == "dead":
+            _revive(record)
+    elif record.status != "dead":
+        mark_dead(record)
+
+
+def _revive(record: ClusterRecord) -> None:
+    """A record marked dead whose cluster its backend (or its scheduler) shows running after all."""
+    _set_status(record, "running", "marked dead earlier, found running again")
+
+
+class Inventory:
+    """A view of the clusters shared by everything in one process that polls (a Jupyter server's
+    handlers and sidebars, a kernel's panels): each backend is asked at most every its
+    ``defaults.look_every`` seconds (AWS: 30; the local processes: every time), at once after
+    :meth:`changed` (an action) and whenever the registry gains or loses a cluster or one changes
+    status or size; the registry and each scheduler are read at every survey."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._looks: dict[str, Look] = {}
+        self._seen: dict[str, tuple[str, str, int]] = {}  # the registry at the last look: id -> backend, status, size
+        self._where: tuple[Any, ...] = ()  # the home and AWS settings the looks were made with
+
+    def changed(self) -> None:
+        """Something was just started, scaled or stopped: the next survey asks every backend again."""
+        with self._lock:
+            self._looks.clear()
+
+    def survey(self, owner: str | None = None) -> Survey:
+        return survey(owner, self.looks())
+
+    def looks(self) -> dict[str, Look]:
+        """Each backend's latest look, asked again where it is too old or the registry moved."""
+        with self._lock:  # one look at a time: concurrent pollers share it
+            where = (str(paths.home()), sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+            if where != self._where:  # another home, other credentials or endpoint: nothing seen applies
+                self._looks, self._where = {}, where
+            records, _ = registry.scan()
+            seen = {r.cluster_id: (r.backend, r.status, r.workers) for r in records}
+            moved = {(seen.get(key) or self._seen[key])[0] for key in seen.keys() | self._seen.keys()
+                     if seen.get(key) != self._seen.get(key)}  # the backends of what appeared, went or changed
+            now, backends = time.time(), discoverable_backends()
+
+            def age(backend: Backend) -> float:
+                kept = self._looks.get(backend.name)
+                return float("inf") if kept is None else now - kept.at
+
+            due = {b.name for b in backends if b.name in moved or age(b) >= b.defaults.look_every}
+            if any(b.defaults.look_every for b in backends if b.name in due):  # a costly look is due: those half
+                # way to their turn go along (backends that look together share their AWS answers)
+                due |= {b.name for b in backends if age(b) >= b.defaults.look_every / 2}
+            for backend in backends:
+                if backend.name in due:
+                    self._looks[backend.name] = look(backend)
+            self._seen = seen
+            return dict(self._looks)
+
+
+_shared: Inventory | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> Inventory:
+    """This process's shared :class:`Inventory` (made on first use)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Inventory()
+        return _shared
 
 
 def _scope(record: ClusterRecord) -> str | None:
@@ -273,35 +409,58 @@ def _complete(record: ClusterRecord, found: Discovered) -> None:
 
 
 def _ask_schedulers(records: list[ClusterRecord]) -> None:
-    """Set ``reported_workers`` from each running scheduler's own count (asked in parallel)."""
-    running = [r for r in records if r.status == "running" and r.scheduler_address]
+    """Ask each running scheduler (in parallel) how many workers it has: ``reported_workers``, or the
+    status ``unreachable`` (shown, never written) when it does not answer this time."""
+    running = [r for r in records if r.status == "running"]
     if not running:
         return
     from concurrent.futures import ThreadPoolExecutor
 
     def ask(record: ClusterRecord) -> None:
-        try:
-            answer = identity(str(record.scheduler_address), security_of(record), timeout=3.0)
-        except DaskAwsMagicError:
-            return
-        if answer is not None:
+        answer = None
+        if record.scheduler_address:
+            try:
+                answer = identity(str(record.scheduler_address), security_of(record), timeout=PROBE_TIMEOUT)
+            except DaskAwsMagicError:
+                answer = None
+        if answer is None:
+            record.status, record.reported_workers = "unreachable", None
+        else:
             record.reported_workers = answer.get("n_workers")
 
     with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
         list(pool.map(ask, running))
 
 
-def answering(name: str) -> ClusterRecord:
-    """The record of ``name`` if its scheduler answers; otherwise mark it dead and say what to do."""
-    record = find(name)
-    answers = (alive(record) is not False and bool(record.scheduler_address)
-               and identity(record.scheduler_address, security_of(record), timeout=5.0) is not None)
-    if not answers:
-        mark_dead(record)
+def answering(name: str, owner: str | None = None, timeout: float = 5.0) -> ClusterRecord:
+    """The record of ``name`` if its scheduler answers. Otherwise :class:`ClusterStarting` while its
+    ``up`` runs, :class:`ClusterDead` when its backend confirms nothing runs (the record is then
+    marked dead), and :class:`ClusterUnreachable` when it still runs (or nobody could tell): a busy or
+    frozen scheduler is never marked dead."""
+    record = find(name, owner)
+    if record.status == "starting" and still_starting(record):
+        raise ClusterStarting(
+            f"The cluster {name!r} is still starting ({record.display_status}). Wait for its `up` to finish "
+            f"(`%dask_cluster list` shows its progress), then try again."
+        )
+    if record.scheduler_address and identity(record.scheduler_address, security_of(record), timeout=timeout):
+        if record.status == "dead":
+            _revive(record)
+        return record
+    problems: list[str] = []
+    is_alive = alive(record, problems)
+    if is_alive is False:
+        if record.status != "dead":
+            mark_dead(record)
         raise ClusterDead(
-            f"The cluster {name!r} is registered but its scheduler no longer answers "
-            f"({record.scheduler_address or 'no address'}); it has been marked dead. "
-            f"See why with `%dask_cluster logs {name}`, clean up with `%dask_cluster down {name}`, "
+            f"The cluster {name!r} has stopped: {record.backend} shows nothing of it running, so it has been "
+            f"marked dead. See why with `%dask_cluster logs {name}`, clean up with `%dask_cluster down {name}`, "
             "then start a new one with `%dask_cluster up`."
         )
-    return record
+    why = (f"and nobody could check whether it still runs ({'; '.join(problems)})" if is_alive is None else
+           f"although {record.backend} shows it still runs: it may be busy (a large graph) or paused")
+    raise ClusterUnreachable(
+        f"The scheduler of {name!r} ({record.scheduler_address or 'no address yet'}) did not answer within "
+        f"{timeout:g} s, {why}. Nothing was changed; try again in a moment, or see what it does with "
+        f"`%dask_cluster logs {name}`."
+    )

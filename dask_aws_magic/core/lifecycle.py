@@ -10,7 +10,6 @@ faces' step, never this module's.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 import threading
@@ -23,8 +22,16 @@ from typing import Any
 from ..backends import Backend, Plan, Poll, get_backend
 from . import adaptive, forwarding, inventory, registry
 from .connection import identity, security_of, short_client
-from .errors import ClusterExists, ClusterNotFound, DaskAwsMagicError, Interrupted, LaunchError, WaitTimeout
-from .naming import check_name, new_cluster_id
+from .errors import (
+    ClusterExists,
+    ClusterNotFound,
+    DaskAwsMagicError,
+    Interrupted,
+    LaunchError,
+    TeardownIncomplete,
+    WaitTimeout,
+)
+from .naming import check_name, is_owner, new_cluster_id
 from .operation import Cancelled, Event, Operation, follow
 from .processes import create_time
 from .profiles import DEFAULT_MAX_WORKERS, Profile, load
@@ -270,12 +277,13 @@ def _ready_message(record: ClusterRecord) -> str:
 
 
 def _import_client_library_meanwhile() -> threading.Thread | None:
-    """Import distributed in a thread while the cluster boots, so the first probe does not wait.
-    Nothing here uses distributed while the thread runs: two threads importing its modules at once
-    can meet a partially initialised one."""
+    """Import distributed in a thread while the cluster boots, so the first probe does not wait (the
+    probe would wait for this import's lock: polling goes on meanwhile, the probe waits for the thread)."""
     if "distributed" in sys.modules:
         return None
-    thread = threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True)
+    from ..imports import distributed
+
+    thread = threading.Thread(target=distributed, daemon=True)
     thread.start()
     return thread
 
@@ -308,8 +316,7 @@ def _wait_for_scheduler(ctx: _Context, backend: Backend, deadline: float,
                 registry.write(record)
                 secured = False
                 ctx.emit("connect", f"connecting to the scheduler at {seen.address}")
-        # The probe uses distributed: not while the background import of it still runs (two threads
-        # importing its modules at once can meet a partially initialised one); polling goes on.
+        # The probe would wait for the background import of distributed: polling goes on meanwhile.
         if seen.address and (importing is None or not importing.is_alive()):
             if not secured:
                 security, secured = security_of(record), True
@@ -353,6 +360,13 @@ def _failed(op: Operation, backend: Backend, record: ClusterRecord, exc: BaseExc
         teardown_ctx.emit("teardown", f"tearing down {record.name}")
         try:
             removed = backend.terminate(teardown_ctx, record) if record.resources else []
+        except TeardownIncomplete as teardown:
+            record.status, record.note = "failed", f"teardown incomplete; left: {'; '.join(teardown.left)}"
+            registry.write(record)
+            return LaunchError(
+                f"Starting {record.name!r} failed ({type(exc).__name__}: {exc}) and tearing it down did not "
+                f"finish ({teardown}). Run `%dask_cluster down {record.name}` to remove what is left."
+            )
         except BaseException as teardown:  # AWS refusing, or the process being stopped: keep the trail
             record.status, record.note = "failed", f"teardown incomplete: {teardown!r}"
             registry.write(record)
@@ -380,13 +394,16 @@ def _failed(op: Operation, backend: Backend, record: ClusterRecord, exc: BaseExc
 def start_down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = None) -> Operation:
     """Stop clusters and remove everything they created, in the background; the result is one line
     per cluster. Every cluster is tried; failures are reported together at the end. ``all`` means
-    all of the caller's own clusters; another owner's cluster is stopped only by name, with ``owner``."""
+    all of the caller's own clusters, or with ``owner`` all of that owner's; another owner's cluster is
+    stopped only when ``owner`` names that owner."""
     names = list(names)
     if not all and not names:
         raise ClusterNotFound("Name the cluster(s) to stop, e.g. `down local`, or pass `--all`.")
+    if owner is not None and (not owner or owner == "*" or not is_owner(owner)):
+        raise DaskAwsMagicError(f"`--owner` names one owner, as `list --all-owners` shows it, not {owner!r}.")
     for name in names:
         check_name(name)
-    label = "every cluster" if all else ", ".join(names)
+    label = (f"every cluster of {owner}" if owner else "every cluster") if all else ", ".join(names)
     return Operation("down", label, lambda op: _down(op, names, all, owner)).start()
 
 
@@ -397,9 +414,9 @@ def down(names: Iterable[str] = (), *, all: bool = False, owner: str | None = No
 
 
 def _down(op: Operation, names: list[str], everything: bool, owner: str | None) -> list[str]:
-    survey = inventory.survey() if everything else None
+    survey = inventory.survey(owner) if everything else None  # yours, or every cluster of the owner named
     targets = survey.clusters if survey else [inventory.find(n, owner) for n in names]
-    lines, failures = [], []
+    lines, failures, touched = [], [], False
     for record in targets:
         op.emit("teardown", f"stopping {record.name}")
         try:
@@ -408,12 +425,17 @@ def _down(op: Operation, names: list[str], everything: bool, owner: str | None) 
             if stored is not None and stored.cluster_id == record.cluster_id:
                 record = stored
             removed = get_backend(record.backend).terminate(_Context(op, record, cancellable=False), record)
+        except TeardownIncomplete as exc:  # what was removed and what is left, each named
+            failures.append(str(exc))
+            touched = touched or bool(exc.removed)
+            _note(record, f"`down` did not finish; left: {'; '.join(exc.left)}")
+            continue
         except DaskAwsMagicError as exc:
             failures.append(f"{record.name}: {exc}")
             continue
         registry.remove(record.name, record.cluster_id)
         lines.append(f"{record.name}: {'; '.join(removed)}")
-    done = f"Stopped: {'; '.join(lines)}. " if lines else "Nothing was stopped. "
+    done = f"Stopped: {'; '.join(lines)}. " if lines else ("" if touched else "Nothing was stopped. ")
     if failures:
         raise DaskAwsMagicError(f"Could not stop every cluster: {' | '.join(failures)}. {done}"
                                 "Fix the cause and run `down` again.")
@@ -421,6 +443,15 @@ def _down(op: Operation, names: list[str], everything: bool, owner: str | None) 
     if incomplete is not None:
         raise incomplete
     return lines
+
+
+def _note(record: ClusterRecord, note: str) -> None:
+    def change(stored: ClusterRecord) -> None:
+        if stored.cluster_id == record.cluster_id:
+            stored.note = note
+
+    with contextlib.suppress(ClusterNotFound):
+        registry.update(record.name, change)
 
 
 # -- scale, adapt, restart ------------------------------------------------------------------------
@@ -513,8 +544,9 @@ def restart(name: str, *, timeout: float = 60.0, on_event: EventSink | None = No
 
 # -- looking -----------------------------------------------------------------------------------
 def status(name: str) -> dict[str, Any]:
-    """What the cluster is doing: workers, threads, memory, tasks, uptime, cost."""
-    from .errors import ClusterDead
+    """What the cluster is doing: workers, threads, memory, tasks, uptime, cost. A scheduler that does
+    not answer is ``unreachable`` (never marked dead: it may be busy); ``dead`` is what the backend shows."""
+    from .errors import ClusterDead, ClusterUnreachable
 
     record = inventory.find(name)
     info: dict[str, Any] = {
@@ -530,7 +562,10 @@ def status(name: str) -> dict[str, Any]:
     try:
         record = inventory.answering(name)
     except ClusterDead:
-        info["status"] = "dead"
+        info.update(status="dead", cost=0.0)
+        return info
+    except ClusterUnreachable as exc:
+        info.update(status="unreachable", note=str(exc))
         return info
     with short_client(record) as client:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,10 @@ def ensure_home() -> Path:
             folder.mkdir(mode=0o700, exist_ok=True)
             if folder.stat().st_mode & 0o077:
                 folder.chmod(0o700)
-        probe = root / "clusters" / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own (threads of one process share the pid): mkstemp never reuses a name.
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=root / "clusters")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise HomeNotWritable(
             f"The dask-aws-magic home {root} is not writable ({exc.strerror or exc}). "

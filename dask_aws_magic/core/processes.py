@@ -48,6 +48,18 @@ def listens(info: dict[str, Any], port: int) -> bool:
     return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections)
 
 
+def is_mine(proc: Any) -> bool:
+    """True when the ``psutil.Process`` runs as this user (really and effectively): another user's
+    environment and command line are claims, and root can read them all."""
+    import psutil
+
+    try:
+        uids = proc.uids()
+    except psutil.Error:
+        return False
+    return uids.real == os.getuid() and uids.effective == os.getuid()
+
+
 def group_alive(pgid: int) -> bool:
     """True while any process of the group ``pgid`` is left (a forked worker outlives its nanny)."""
     try:
@@ -109,3 +121,23 @@ def spawn_companion(cluster_id: str, cluster: str, module: str, args: list[str],
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True, close_fds=True,
                                 umask=0o077)
     return {"pid": proc.pid, "started": create_time(proc.pid)}
+
+
+def find_companion(cluster_id: str, module: str, tag: str) -> dict[str, Any] | None:
+    """The companion process (``python -m module``) of the cluster ``cluster_id`` started from this home
+    by this user, if one runs: found by the tag in its environment, even when the record is gone."""
+    import psutil
+
+    from . import paths
+
+    home = str(paths.home().resolve())
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        if module not in " ".join(proc.info["cmdline"] or []) or not is_mine(proc):
+            continue
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if env.get(tag) == cluster_id and env.get(TAG_HOME) == home:
+            return {"pid": proc.info["pid"], "started": proc.info["create_time"]}
+    return None

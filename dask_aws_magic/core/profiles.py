@@ -333,6 +333,7 @@ def load(
 
 
 DEFAULT_MAX_WORKERS = 100
+WIDEST_WITHOUT_ALLOW_WORLD = 8  # ingress_cidr prefixes shorter than this need network.allow_world
 
 
 def _backend_checks(data: dict[str, Any], source: str) -> None:
@@ -360,15 +361,18 @@ def check_meaning(data: dict[str, Any], source: str) -> None:
         import ipaddress
 
         try:
-            ipaddress.ip_network(cidr, strict=True)
+            opened = ipaddress.ip_network(cidr, strict=True)
         except ValueError as exc:
             raise ProfileError(
                 f"In {source}, `network.ingress_cidr` is {cidr!r}: {exc}. Write the network's own address "
                 f"(e.g. {ipaddress.ip_network(cidr, strict=False)}) or a single address as A.B.C.D/32."
             ) from None
-        if cidr.endswith("/0") and not network.get("allow_world"):
+        # The network as AWS will read it ("/00" is /0): anything wider than a /8 is a good part of the internet.
+        if opened.prefixlen < WIDEST_WITHOUT_ALLOW_WORLD and not network.get("allow_world"):
+            share = "the whole internet" if opened.prefixlen == 0 else \
+                f"{opened.num_addresses:,} addresses ({opened}, more than a /{WIDEST_WITHOUT_ALLOW_WORLD})"
             raise ProfileError(
-                f"In {source}, `network.ingress_cidr: {cidr}` opens the cluster to the whole internet. If that is "
+                f"In {source}, `network.ingress_cidr: {cidr}` opens the cluster to {share}. If that is "
                 "really meant, also set `network.allow_world: true`; otherwise name your network, e.g. "
                 "203.0.113.0/24, or leave the field out to allow only your own address."
             )

@@ -20,10 +20,11 @@ from typing import Any
 
 from . import paths
 from .errors import ClusterNotFound, InvalidName
-from .naming import check_name
+from .naming import check_name, is_owner
 
 LIVE = ("starting", "running")
 RECOVERED = "(recovered)"  # the profile of a record rebuilt from what discovery proved, not made by `up` here
+GONE = ("dead", "stopped")  # what the backend confirmed runs no more
 
 
 @dataclass
@@ -34,7 +35,7 @@ class ClusterRecord:
     cluster_id: str
     backend: str
     profile: str
-    status: str = "starting"  # starting | running | stopping | stopped | dead | failed
+    status: str = "starting"  # starting | running | dead | failed; shown only: unreachable | unknown
     scheduler_address: str | None = None
     dashboard_link: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the resolved profile
@@ -69,6 +70,8 @@ class ClusterRecord:
             check_name(data["name"])
         except InvalidName:
             raise ValueError(f"the name {data['name']!r} is not a valid cluster name") from None
+        if not is_owner(data.get("owner", "")):
+            raise ValueError(f"the owner {data['owner']!r} is not printable text")
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -84,7 +87,10 @@ class ClusterRecord:
 
     @property
     def hourly_cost(self) -> float:
-        """Estimated USD per hour at the current number of workers (on-demand prices)."""
+        """Estimated USD per hour at the current number of workers (on-demand prices); nothing once
+        its backend confirmed nothing runs."""
+        if self.status in GONE:
+            return 0.0
         cost = self.settings.get("cost", {})
         return cost.get("base", 0.0) + cost.get("per_worker", 0.0) * self.workers
 

@@ -86,7 +86,8 @@ def build_parser(
     down.add_argument("names", nargs="*", metavar="NAME")
     down.add_argument("--all", action="store_true", help="every cluster of yours, including ones found by tags")
     down.add_argument("--owner", metavar="OWNER",
-                      help="stop a cluster of someone else, named with its owner as `list --all-owners` shows it")
+                      help="another owner's, as `list --all-owners` shows it: with NAME that cluster, with --all "
+                           "every cluster of that owner")
     down.add_argument("--unverified", nargs="+", default=[], metavar="ID",
                       help="remove these resources that carry our tags but no proof (ids as `list` shows them)")
 

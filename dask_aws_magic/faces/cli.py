@@ -63,7 +63,8 @@ def run(args) -> str:
             return "\n".join(unverified.remove(args.unverified))
         if not args.names and not args.all:
             raise UsageProblem("dask-aws-magic down: name the cluster(s), or pass --all.")
-        return "\n".join(lifecycle.down(args.names, all=args.all, owner=args.owner)) or "No clusters to stop."
+        whose = f" of {args.owner}" if args.owner else ""
+        return "\n".join(lifecycle.down(args.names, all=args.all, owner=args.owner)) or f"No clusters{whose} to stop."
     if command == "plan":
         return render.plan(lifecycle.plan(args.profile or "local", args.overrides, name=args.name,
                                            workers=args.workers))

@@ -11,7 +11,7 @@ import html
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ClusterDead
+from ..core.errors import ClusterUnreachable
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -52,9 +52,11 @@ class ClusterHandle:
         import warnings
 
         import dask
-        from distributed import Client
-        from distributed.versions import VersionMismatchWarning
 
+        from ..imports import distributed
+
+        Client = distributed().Client  # a panel's refresh may be importing it in its thread
+        from distributed.versions import VersionMismatchWarning
         if self._client is None or self._client.status in ("closed", "closing"):
             from ..core import versions
             from .cluster import MagicCluster
@@ -67,7 +69,7 @@ class ClusterHandle:
                     self._client = Client(self._cluster, timeout=timeout, set_as_default=True)
             except (OSError, TimeoutError) as exc:
                 self._disconnect_cluster()
-                raise ClusterDead(
+                raise ClusterUnreachable(
                     f"Could not connect to the scheduler of {self.name!r} at {self.scheduler_address} ({exc}). "
                     f"Check it with `%dask_cluster status {self.name}`."
                 ) from None

@@ -2,7 +2,7 @@
 
 A launcher (profile, plan, name, workers, Up), the ``up`` operations it started (progress, stage
 lines, Cancel) and the table of every cluster, refreshed every few seconds by a thread of the panel
-that only reads ``inventory.survey()`` (paused while no view of the panel is shown). Clicks return
+that only reads the process's shared inventory (paused while no view of the panel is shown). Clicks return
 at once: the work runs in the core's operations or in the panel's own threads, so the kernel stays
 free. Closing the panel stops its refresh; the clusters keep running.
 """
@@ -141,7 +141,7 @@ class Panel(w.VBox):
 
     def refresh(self) -> None:
         """Look at every cluster now and show what was found (the timer calls this every few seconds)."""
-        self.table.update(inventory.survey())
+        self.table.update(inventory.shared().survey())  # AWS asked at most every 30 s, the schedulers each time
 
     def refresh_soon(self) -> None:
         """Refresh as soon as the timer's thread is free."""

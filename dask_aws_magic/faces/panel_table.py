@@ -22,7 +22,7 @@ from .panel_runtime import Background, error_html, note_html
 COLUMNS = (("name", "140px"), ("backend", "70px"), ("status", "260px"), ("workers", "70px"),
            ("$/hour", "70px"), ("age", "50px"), ("dashboard", "260px"))
 STATUS_COLOURS = {"running": "#1a7f37", "starting": "#9a6700", "dead": "#cf222e", "failed": "#cf222e",
-                  "unknown": "#6e7781"}
+                  "unreachable": "#9a6700", "unknown": "#6e7781"}
 LOG_TAIL = 200  # lines of each process's log shown
 
 
@@ -131,10 +131,8 @@ class ClusterRow(w.VBox):
             colour = STATUS_COLOURS.get(record.status, "#333")
             cells["status"].value = f"<span style='color:{colour}'>{html.escape(record.display_status)}</span>"
             workers = record.reported_workers
-            if workers is not None:
-                cells["workers"].value = str(workers)
-            else:  # not asked yet (starting, dead, unknown): what was asked for, if known
-                cells["workers"].value = f"<span title='asked for'>{record.workers or '-'}</span>"
+            shown = render.workers(record)  # what the scheduler reports; "?/N" when it did not
+            cells["workers"].value = shown if workers is not None else f"<span title='not reported'>{shown}</span>"
             cells["$/hour"].value = f"${record.hourly_cost:.2f}" if record.hourly_cost else "-"
             cells["age"].value = render.age(max(0.0, time.time() - record.created_at))
             link = record.dashboard_link

@@ -35,12 +35,20 @@ def clusters(records: Sequence[ClusterRecord]) -> str:
         return "No clusters. Start one with `%dask_cluster up` (the local profile) or `up PROFILE`."
     now = time.time()
     rows = [
-        (r.name, r.backend, r.display_status, r.workers if r.reported_workers is None else r.reported_workers,
-          r.scheduler_address or "-", r.dashboard_link or "-",
+        (r.name, r.backend, r.display_status, workers(r), r.scheduler_address or "-", r.dashboard_link or "-",
          age(now - r.created_at), f"${r.hourly_cost:.2f}" if r.hourly_cost else "-", r.note)
         for r in records
     ]
     return table(("NAME", "BACKEND", "STATUS", "WORKERS", "SCHEDULER", "DASHBOARD", "AGE", "$/HOUR", "NOTE"), rows)
+
+
+def workers(record: ClusterRecord) -> str:
+    """The workers its scheduler reported; never the number asked for as if it were there."""
+    if record.reported_workers is not None:
+        return str(record.reported_workers)
+    if record.status in ("dead", "stopped"):
+        return "0"
+    return f"?/{record.workers}" if record.workers else "?"  # not reported (starting, unreachable): of those asked
 
 
 def survey(found: Any) -> str:
@@ -91,7 +99,7 @@ def plan(p: Plan) -> str:
 
 def status(info: dict[str, Any]) -> str:
     keys = ("name", "backend", "profile", "status", "scheduler_address", "dashboard_link", "workers",
-            "threads", "memory", "tasks", "adaptive", "uptime", "cost")
+            "threads", "memory", "tasks", "adaptive", "uptime", "cost", "note")
     lines = []
     for key in keys:
         if key not in info:

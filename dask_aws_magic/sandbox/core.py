@@ -111,7 +111,12 @@ class Sandbox:
         from ._patch import Patches
         from .emulator import InstanceEmulator
         from .faults import Delays, Rules
-        from .iam import patch_managed_policies, patch_secret_policies, patch_secret_resources, patch_tagging_actions
+        from .iam import (
+            patch_managed_policies,
+            patch_secret_policies,
+            patch_secret_resources,
+            patch_tagging_actions,
+        )
         from .ips import patch_moto_ips
         from .policies import patch_policy_evaluation
         from .server import CallCounter, SandboxServer

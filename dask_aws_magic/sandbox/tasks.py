@@ -159,8 +159,20 @@ class TaskEmulator:
             with emulator._lock:  # never between a starting task's check and its RUNNING
                 return original_stop(backend, *args, **kwargs)
 
+        original_describe = EC2ContainerServiceBackend.describe_clusters
+
+        def describe_clusters(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            # A cluster's task counts, as ECS gives them: its tasks by their last status right now.
+            clusters, failures = original_describe(backend, *args, **kwargs)
+            for cluster in clusters:
+                statuses = [t.last_status for t in list(backend.tasks.get(cluster.name, {}).values())]
+                cluster.running_tasks_count = statuses.count("RUNNING")
+                cluster.pending_tasks_count = sum(s in ("PROVISIONING", "PENDING", "ACTIVATING") for s in statuses)
+            return clusters, failures
+
         self._patches.set(EC2ContainerServiceBackend, "run_task", run_task)
         self._patches.set(EC2ContainerServiceBackend, "stop_task", stop_task)
+        self._patches.set(EC2ContainerServiceBackend, "describe_clusters", describe_clusters)
 
     def _register(self, backend: Any, task: Any) -> None:
         with self._lock:

@@ -16,17 +16,37 @@ class BadBody(HTTPError):
         self.message = message
 
 
+MAX_DEPTH = 8  # objects and lists nested in a body; the deepest the API reads is 3 (overrides of a mapping)
+
+
 def parse(raw: bytes) -> dict[str, Any]:
     """The JSON object of a body (an empty body is an empty object)."""
     if not raw.strip():
         return {}
+    too_deep = BadBody(f"The body nests objects or lists more than {MAX_DEPTH} deep; no field of this API needs "
+                       "that. Send the fields at the depth the API documents.")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadBody(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:  # json's parser recurses once per level
+        raise too_deep from None
+    if _depth(data) > MAX_DEPTH:
+        raise too_deep
     if not isinstance(data, dict):
         raise BadBody(f"The body must be a JSON object, not {type(data).__name__}.")
     return data
+
+
+def _depth(data: Any) -> int:
+    """How deep objects and lists nest in ``data`` (counted without recursion)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack += [(item, depth + 1) for item in (value.values() if isinstance(value, dict) else value)]
+    return deepest
 
 
 def known(data: dict[str, Any], allowed: set[str]) -> None:

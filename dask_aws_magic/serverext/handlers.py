@@ -16,11 +16,12 @@ from .base import BaseHandler
 from .operations import describe
 
 STREAM_INTERVAL = 0.25  # seconds between two looks at an operation's events when streaming
-SURVEY_TTL = 1.0  # every open sidebar polls: they share one survey (AWS calls) per this many seconds
+SURVEY_TTL = 1.0  # sidebars polling at once share one survey (the registry, each scheduler) per this many seconds
 
 
 class _SharedSurvey:
-    """One ``inventory.survey()`` at a time, its answer reused by requests within ``SURVEY_TTL``."""
+    """One survey of the server's shared inventory at a time (AWS asked at most every 30 s and after an
+    action, each scheduler at every survey), its answer reused by requests within ``SURVEY_TTL``."""
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -31,13 +32,14 @@ class _SharedSurvey:
         async with self._lock:
             loop = asyncio.get_running_loop()
             if self._answer is None or loop.time() - self._at > SURVEY_TTL:
-                self._answer = await handler.core(inventory.survey)
+                self._answer = await handler.core(inventory.shared().survey)
                 self._at = loop.time()
             return self._answer
 
     def forget(self) -> None:
-        """After a change made here (launch, scale, shut down): the next look is fresh."""
+        """After a change made here (launch, scale, shut down): the next survey asks AWS again."""
         self._answer = None
+        inventory.shared().changed()
 
 
 SURVEY = _SharedSurvey()

@@ -159,17 +159,24 @@ export function progressFraction(progress: IProgress | null): number | null {
   return Math.min(1, Math.max(0, (progress.done ?? 0) / progress.total));
 }
 
-/** "1 worker", "2/3 workers" (reported of planned), "adaptive 1-4 (2 now)". */
+/**
+ * What the scheduler reports, never the number asked for as if it were there: "1 worker",
+ * "2/3 workers" (reported of planned), "?/3 workers" (not reported: starting, unreachable),
+ * "no workers" (dead), "adaptive 1-4 (2 now)".
+ */
 export function formatWorkers(cluster: ICluster): string {
   const planned = cluster.workers;
   const reported = cluster.reported_workers;
   const noun = (n: number) => (n === 1 ? 'worker' : 'workers');
+  if (cluster.status === 'dead' || cluster.status === 'stopped') {
+    return 'no workers';
+  }
+  const now = reported ?? '?';
   if (cluster.adaptive) {
-    const now = reported ?? planned;
     return `adaptive ${cluster.adaptive.minimum}-${cluster.adaptive.maximum} (${now} now)`;
   }
-  if (reported !== null && reported !== planned) {
-    return `${reported}/${planned} ${noun(planned)}`;
+  if (reported !== planned) {
+    return `${now}/${planned} ${noun(planned)}`;
   }
   return `${planned} ${noun(planned)}`;
 }

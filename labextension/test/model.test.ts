@@ -40,7 +40,12 @@ describe('formatting', () => {
   it('prints workers: planned, reported, adaptive', () => {
     expect(formatWorkers(cluster({ workers: 1, reported_workers: 1 }))).toBe('1 worker');
     expect(formatWorkers(cluster({ workers: 3, reported_workers: 2 }))).toBe('2/3 workers');
-    expect(formatWorkers(cluster({ workers: 3, reported_workers: null }))).toBe('3 workers');
+    expect(formatWorkers(cluster({ workers: 3, reported_workers: null }))).toBe('?/3 workers');
+    expect(formatWorkers(cluster({ status: 'unreachable', workers: 3, reported_workers: null }))).toBe('?/3 workers');
+    expect(formatWorkers(cluster({ status: 'dead', workers: 3, reported_workers: null }))).toBe('no workers');
+    expect(formatWorkers(cluster({ adaptive: { minimum: 1, maximum: 4 }, reported_workers: null }))).toBe(
+      'adaptive 1-4 (? now)'
+    );
     expect(formatWorkers(cluster({ adaptive: { minimum: 1, maximum: 4 }, reported_workers: 2 }))).toBe(
       'adaptive 1-4 (2 now)'
     );

@@ -14,15 +14,16 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...aws import iam, manifest, network, secrets
-from ...aws.scopes import LIST_ATTEMPTS, Scope
+from ...aws.scopes import LIST_ATTEMPTS, LOOK_EVERY, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import tag_list, tagged_security_groups
 from ...core.errors import AwsError
-from .. import dask_commands, data_identity, software_sync
+from .. import dask_commands, data_identity, keeper, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
 from ..proof import made_here
 from ..proof import read as read_manifest
+from ..teardown import Teardown
 from . import discovery, instances, placement, planning
 from .model import EC2Resources
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ...core.registry import ClusterRecord
 
 RUNNING = ("pending", "running")
+SPOT_RECLAIM = "Server.SpotInstanceTermination"  # the state reason of a Spot instance EC2 took back
 PROFILE_PROPAGATION = 60.0  # seconds a new instance profile may take to be usable by RunInstances
 PROFILE_OPTION = "instance.iam_instance_profile"
 PROFILE_INSTEAD = ("an instance profile that already exists; no role is created, and that profile's role may "
@@ -79,7 +81,7 @@ class EC2Backend:
 
     name: ClassVar[str] = "ec2"
     defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=600.0, poll_interval=1.0, wait_for_workers=False,
-                                                          boot_time=180.0)
+                                                          boot_time=180.0, look_every=LOOK_EVERY)
 
     @classmethod
     def discoverable(cls) -> bool:
@@ -141,6 +143,9 @@ class EC2Backend:
         the_manifest.add_ids("worker", list(model.workers))
         with aws(f"recording the instances of {record.name} in its manifest"):
             manifest.save(sm, the_manifest, model.tls)
+        if s["roles"]["worker"].get("spot"):
+            model.keeper = keeper.spawn(record)
+            ctx.save(model)
         return model
 
     def _instance_roles(self, ctx: Context, record: ClusterRecord, model: EC2Resources,
@@ -296,15 +301,19 @@ class EC2Backend:
             return [f"nothing to remove: the sandbox it ran in ({record.settings.get('endpoint_url')}) has stopped, "
                     "and everything in it went with it"]
         model = EC2Resources.from_json(record.resources)
-        scope = discovery.scope_of(record)
+        scope, where = discovery.scope_of(record), _where(record)
+        keeper.stop(record, model.keeper)
         ec2 = _ec2(record)
-        lines, left = [], []
-        with aws(f"terminating {record.name} in {_where(record)}"):
+        with aws(f"reading the manifest of {record.name} in {where}"):
             proof, why = self._manifest(record)
-            if proof is None and not made_here(record):
-                raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
-                               "proves its resources are yours. Remove them by their ids, knowingly, with "
-                               "`down --unverified ID ...` (`list` shows them).")
+        if proof is None and not made_here(record):
+            raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
+                           "proves its resources are yours. Remove them by their ids, knowingly, with "
+                           "`down --unverified ID ...` (`list` shows them).")
+        done = Teardown(record.name, where)
+        unproven: list[str] = []  # carry this cluster's tags, but nothing proves them its own: left alone
+
+        def ended() -> list[str]:
             ctx.emit("teardown", f"terminating the instances of {record.name}")
             # Those its tags name, those recorded here and those its manifest lists (their tags may be
             # rewritten; a query just after a launch may not list them yet).
@@ -315,36 +324,69 @@ class EC2Backend:
             roles = self._roles(record, model, found, proof)
             live = {i["InstanceId"] for i in found if i["State"]["Name"] != "terminated"}
             not_yet_listed = set(unseen) - {i["InstanceId"] for i in found}
-            left += [f"instance {i}" for i in sorted(live - set(roles))]
-            ended = instances.terminate(ec2, sorted(set(roles) & (live | not_yet_listed)), ctx.sleep)
-            if ended:
-                lines.append(f"terminated {len(ended)} instance(s)")
-            groups = {g["GroupId"]: g for g in tagged_security_groups(ec2, record.cluster_id)}
-            if model.security_group and model.security_group not in groups:  # its tags may be gone
-                groups[model.security_group] = {"GroupId": model.security_group}
-            for gid, group in sorted(groups.items()):
+            unproven.extend(f"instance {i}" for i in sorted(live - set(roles)))
+            gone = instances.terminate(ec2, sorted(set(roles) & (live | not_yet_listed)), ctx.sleep)
+            return [f"terminated {len(gone)} instance(s)"] if gone else []
+
+        def groups() -> list[str]:
+            found = {g["GroupId"]: g for g in tagged_security_groups(ec2, record.cluster_id)}
+            if model.security_group and model.security_group not in found:  # its tags may be gone
+                found[model.security_group] = {"GroupId": model.security_group}
+            lines = []
+            for gid, group in sorted(found.items()):
                 if not ((made_here(record) and gid == model.security_group) or (proof is not None and (
                         proof.has_id("security-group", gid) or proof.has_name("security-group",
                                                                                group.get("GroupName"))))):
-                    left.append(f"security group {gid}")
+                    unproven.append(f"security group {gid}")
                 elif network.delete_security_group(ec2, gid, ctx.sleep):
                     lines.append(f"deleted security group {gid}")
-            # By the names the manifest gives them (the cluster id's: found even when the record was rebuilt).
+            return lines
+
+        role_names = (proof.names.get("role") if proof else None) or [
+            iam.role_name(record.cluster_id, role) for role in ("", *secrets.NODE_ROLES)]
+
+        def roles() -> list[str]:  # by the names the manifest gives them: found when the record was rebuilt
             iam_client = scope.client("iam")
-            role_names = proof.names.get("role") if proof else [
-                iam.role_name(record.cluster_id, role) for role in ("", *secrets.NODE_ROLES)]
-            for name in role_names or []:
-                if iam.delete_role(iam_client, name):
-                    lines.append(f"deleted IAM role and instance profile {name}")
+            return [f"deleted IAM role and instance profile {name}" for name in role_names
+                    if iam.delete_role(iam_client, name)]
+
+        def secrets_() -> list[str]:  # the manifest last: while anything else is left, it still proves it
             deleted = secrets.delete_cluster_secrets(scope.client("secretsmanager"), record.cluster_id,
                                                      proof.names.get("secret") if proof else None)
-            if deleted:
-                lines.append(f"deleted {len(deleted)} secret(s)")
-        if left:
+            return [f"deleted {len(deleted)} secret(s)"] if deleted else []
+
+        group = f"security group {model.security_group or '(found by its tags)'}"
+        done.step("instances", ended)
+        done.step(group, groups, after=["instances"])
+        done.step(f"IAM roles and instance profiles {', '.join(role_names)}", roles)
+        done.step(f"secrets of {record.cluster_id} (the manifest among them)", secrets_,
+                  after=["instances", group, f"IAM roles and instance profiles {', '.join(role_names)}"])
+        if unproven:
             reason = why or "its manifest does not list them: someone else put this cluster's tags on them"
-            lines.append(f"left {', '.join(left)}: {reason}. If you know they are yours, remove them with "
-                         f"`down --unverified {' '.join(x.split()[-1] for x in left)}`")
-        return lines or ["nothing left on AWS"]
+            done.removed.append(f"left {', '.join(unproven)}: {reason}. If you know they are yours, remove them "
+                                f"with `down --unverified {' '.join(x.split()[-1] for x in unproven)}`")
+        return done.finish()
+
+    def replace_reclaimed(self, ctx: Context, record: ClusterRecord) -> tuple[bool, list[str], dict[str, Any]]:
+        """One look for the keeper: (scheduler alive, Spot workers EC2 took back, new workers launched in
+        their place while fewer run than asked). One DescribeInstances, and RunInstances when needed (the
+        new workers' ClientTokens in the manifest first, as for `scale`)."""
+        model = EC2Resources.from_json(record.resources)
+        found = {i["InstanceId"]: i for i in self._describe(record)}
+        if found.get(str(model.scheduler), {}).get("State", {}).get("Name") not in RUNNING:
+            return False, [], {}
+        live = [i for i in model.workers if found.get(i, {}).get("State", {}).get("Name") in RUNNING]
+        reclaimed = [i for i in model.workers if found.get(i, {}).get("StateReason", {}).get("Code") == SPOT_RECLAIM
+                     and found[i]["State"]["Name"] in ("shutting-down", "terminated")]
+        missing = min(len(reclaimed), record.workers - len(live))
+        if missing <= 0:
+            return True, reclaimed, {}
+        ctx.emit("keeper", f"{len(reclaimed)} Spot worker(s) reclaimed by EC2; launching {missing}")
+        before = set(model.workers)
+        token = _token(record, "worker")
+        self._extend_manifest(record, token)
+        model.add_workers(self._run(ctx, _ec2(record), record, model, "worker", missing, token))
+        return True, reclaimed, {i: info for i, info in model.workers.items() if i not in before}
 
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> EC2Resources:
         model = EC2Resources.from_json(record.resources)

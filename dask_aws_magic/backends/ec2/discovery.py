@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...aws.identity import caller_arn
+from ...aws.identity import owner
 from ...aws.manifest import Manifest, Unproven
-from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search
+from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search, shared
 from ...aws.session import default_region
 from ...aws.tags import (
     TAG_BACKEND,
@@ -95,28 +95,28 @@ def discover(backend: str) -> Discovery:
 
 def gather(scopes: list[Scope], backend: str, list_one: Callable[[Scope, str], list[Discovered | Unverified]],
            ) -> Discovery:
-    """Run ``list_one`` in every scope; the proven clusters, the unverified resources and where it looked."""
-    answered, failed = search(scopes, lambda scope: list_one(scope, backend), f"{backend} clusters")
+    """Who the caller is, then ``list_one``, in every scope; the proven clusters, the unverified resources
+    and where it looked."""
+    answered, failed = search(scopes, lambda scope: (caller(scope), list_one(scope, backend)),
+                              f"{backend} clusters")
     found: dict[str, Discovered] = {}
     unverified: list[Unverified] = []
-    for _, items in answered:
+    for _, (_, items) in answered:
         for item in items:
             if isinstance(item, Unverified):
                 unverified.append(item)
             else:
                 found.setdefault(item.cluster_id, item)  # the same account seen with two credentials profiles
-    me = [arn for scope, _ in answered if (arn := _arn(scope))]
-    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed, me=me,
+    return Discovery(list(found.values()), searched=[str(scope) for scope, _ in answered], failed=failed,
+                     me=[me for _, (me, _) in answered],
                      unverified=list({(u.scope, tuple(u.resources)): u for u in unverified}.values()))
 
 
-def _arn(scope: Scope) -> str | None:
-    """The caller's identity in ``scope`` (None if AWS will not say: its clusters then count as others')."""
-    try:
-        endpoint = None if scope.endpoint_url == current_endpoint() else scope.endpoint_url
-        return caller_arn(scope.region, scope.aws_profile, endpoint)
-    except DaskAwsMagicError:
-        return None
+def caller(scope: Scope) -> str:
+    """The caller's owner identity in ``scope``, asked first: a scope where AWS will not say who the caller
+    is cannot be listed (whose clusters would be whose?), and is reported as such."""
+    endpoint = None if scope.endpoint_url == current_endpoint() else scope.endpoint_url
+    return owner(scope.region, scope.aws_profile, endpoint)
 
 
 @dataclass
@@ -135,7 +135,7 @@ def clusters_in(scope: Scope, backend: str) -> list[Discovered | Unverified]:
     for inst in instances.describe(ec2, states=instances.LIVE_STATES):
         if tag_value(inst, TAG_BACKEND) in (None, backend):  # not another backend's (ecs: container instances)
             tagged.setdefault(cluster_of(inst), _Tagged()).instances.append(inst)
-    for group in tagged_security_groups(ec2):
+    for group in shared(scope, "security groups", lambda: tagged_security_groups(ec2)):
         if tag_value(group, TAG_BACKEND) in (None, backend):
             tagged.setdefault(cluster_of(group), _Tagged()).groups.append(group)
     proofs = Proofs(scope, backend)

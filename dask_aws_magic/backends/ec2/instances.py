@@ -45,6 +45,7 @@ def node_spec(record: ClusterRecord, model: EC2Resources, role: str) -> userdata
         scheduler_ip=model.scheduler_ip if role == "worker" else None,
         nprocs=s["nprocs"], nthreads=s["nthreads"], memory=s["memory"],
         idle_timeout=s["idle_timeout"] if role == "scheduler" else 0.0, max_lifetime=s["max_lifetime"],
+        spot=role == "worker" and bool(s["roles"][role].get("spot")),
     )
 
 

@@ -11,9 +11,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ...aws import pricing
+from ...aws import identity, pricing
 from ...aws.errors import error_code, explain
-from ...aws.identity import caller_arn
 from ...aws.network import caller_cidr, check_cidr
 from ...aws.scopes import current_endpoint
 from ...aws.session import aws, client
@@ -81,7 +80,7 @@ def gather(region: str, aws_profile: str | None, roles: dict[str, dict[str, Any]
                 ("amis", region, aws_profile), lambda: default_amis(client("ssm", region, aws_profile)))))
         spot = pool.submit(guarded("reading spot prices", lambda: pricing.spot_prices(ec2, names)))
         cidr = pool.submit(_cidr, network)
-        owner = pool.submit(caller_arn, region, aws_profile)
+        owner = pool.submit(identity.owner, region, aws_profile)
         by_network: dict[tuple[Any, Any], Future[tuple[str, list[placement.Subnet]]]] = {}
         wheres = {}
         for role, cfg in roles.items():  # one look-up when the roles share their network settings

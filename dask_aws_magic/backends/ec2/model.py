@@ -24,6 +24,7 @@ class EC2Resources:
     scheduler_subnet: str | None = None  # where the workers go first (no traffic across zones)
     workers: dict[str, dict[str, bool]] = field(default_factory=dict)  # instance id -> {"spot": bool}
     tls: dict[str, str] | None = None  # the client's identity: {"ca", "cert", "key"}
+    keeper: dict[str, Any] | None = None  # the process that replaces reclaimed Spot workers
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,6 +29,8 @@ TLS_FILES = dask_commands.TLSFiles(ca=f"{DIR}/ca.pem", cert=f"{DIR}/node.pem", k
 IDLE_PRELOAD = f"{DIR}/idle_preload.py"  # the preload's own text, as the package may be absent there
 FETCH_SECRET = f"{DIR}/fetch_secret.py"  # likewise the secret fetcher (standard library only)
 SYNC = f"{DIR}/sync_environment.py"  # the software sync (standard library only), written from the node secret
+SPOT_PRELOAD = f"{DIR}/spot_notice.py"  # a Spot worker's: retires it at EC2's interruption notice
+SPOT_MARK_VARIABLE = "DASK_AWS_MAGIC_SPOT_MARK"  # where that preload marks the instance as reclaimed
 # The dashboard speaks HTTPS with the scheduler's certificate (distributed's dashboard TLS settings).
 DASHBOARD_TLS = dict(zip(dask_commands.DASHBOARD_TLS_VARIABLES, (TLS_FILES.cert, TLS_FILES.key), strict=True))
 # Whether a Python has the wanted versions, from the packages' metadata: importing dask and
@@ -78,6 +80,7 @@ class NodeSpec:
     idle_timeout: float = 0.0
     max_lifetime: float = 0.0
     death_timeout: float = 120.0
+    spot: bool = False  # a worker that may run on Spot: it watches for EC2's interruption notice
 
 
 @cache
@@ -179,6 +182,7 @@ def dask_argv(spec: NodeSpec) -> list[str]:
         scheduler_address=f"{protocol}://{spec.scheduler_ip}:{dask_commands.SCHEDULER_PORT}", host="$IP",
         name="$ID", nworkers=spec.nprocs, nthreads=spec.nthreads, memory_limit=spec.memory,
         local_directory=f"{DIR}/work", death_timeout=spec.death_timeout, tls=tls,
+        preload=SPOT_PRELOAD if spec.spot else None,
     )
 
 
@@ -215,10 +219,17 @@ def user_data(spec: NodeSpec) -> str:
             exported.append(key)
     if spec.role == "scheduler" and spec.idle_timeout:
         script += _heredoc(IDLE_PRELOAD, _compact("core/idle_preload.py"), "PRELOAD")
+    if spec.spot:
+        script += _heredoc(SPOT_PRELOAD, _compact("backends/ec2/spot_notice.py"), "SPOT")
+        script += f'export {SPOT_MARK_VARIABLE}="$D/reclaimed"\n'  # the preload runs from a copy elsewhere
+        exported.append(SPOT_MARK_VARIABLE)
     script += _software(spec, exported)
     if spec.software.sync:
         script += _sync(spec)
     script += f'echo "dask-aws-magic: starting the {spec.role} on $IP"\n'
     script += "$RUN $PY " + " ".join(_shell_word(arg) for arg in dask_argv(spec)) + "\n"
+    if spec.spot:  # retired at EC2's notice: EC2 ends the instance (its reason tells the keeper to replace it)
+        script += ('S=$?; [ -e "$D/reclaimed" ] && { echo "dask-aws-magic: retired; EC2 takes it"; sleep 300; }; '
+                   "(exit $S)\n")
     script += 'stop "dask exited with status $?"\n'
     return script

@@ -14,16 +14,17 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...aws import iam, manifest, network, secrets
-from ...aws.scopes import LIST_ATTEMPTS, Scope
+from ...aws.scopes import LIST_ATTEMPTS, LOOK_EVERY, Scope
 from ...aws.session import aws, credentials_available
 from ...aws.tags import TAG_BACKEND, tag_list, tagged_security_groups
 from ...core.errors import AwsError, LaunchError
-from .. import dask_commands, data_identity, software_sync
+from .. import dask_commands, data_identity, keeper, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
 from ..proof import made_here
 from ..proof import read as read_manifest
-from . import container, discovery, infra, keeper, logs, planning, sizes, tasks
+from ..teardown import Teardown
+from . import container, discovery, infra, logs, planning, sizes, tasks
 from .model import ECSResources, task_id
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class _ECSTasks:
     name: ClassVar[str]
     fargate: ClassVar[bool]
     defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=600.0, poll_interval=1.0, wait_for_workers=False,
-                                                          boot_time=90.0)
+                                                          boot_time=90.0, look_every=LOOK_EVERY)
 
     @classmethod
     def discoverable(cls) -> bool:
@@ -424,18 +425,20 @@ class _ECSTasks:
                     "and everything in it went with it"]
         model = ECSResources.from_json(record.resources)
         names = infra.names(record.name, record.cluster_id)
-        if model.keeper:
-            keeper.stop(model.keeper)
-        lines: list[str] = []
-        unproven: list[str] = []
-        with aws(f"removing {record.name} in {scope.describe()}"):
+        keeper.stop(record, model.keeper)
+        unproven: list[str] = []  # carry this cluster's tags, but nothing proves them its own: left alone
+        with aws(f"reading the manifest of {record.name} in {scope.describe()}"):
             proof, why = self._manifest(record)
-            if proof is None and not made_here(record):
-                raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
-                               "proves its resources are yours. Remove them by their ids, knowingly, with "
-                               "`down --unverified ID ...` (`list` shows them).")
+        if proof is None and not made_here(record):
+            raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
+                           "proves its resources are yours. Remove them by their ids, knowingly, with "
+                           "`down --unverified ID ...` (`list` shows them).")
+        with aws(f"reaching the AWS account of {record.name} in {scope.describe()}"):
             ecs, ec2 = scope.client("ecs"), scope.client("ec2")
-            cluster = model.ecs_cluster or names["cluster"]
+        cluster = model.ecs_cluster or names["cluster"]
+        done = Teardown(record.name, scope.describe())
+
+        def stopped() -> list[str]:
             ctx.emit("teardown", f"stopping the tasks of {record.name}")
             known: list[dict[str, Any]] = []
             families = {f"{names['family']}-{role}" for role in secrets.NODE_ROLES}
@@ -447,57 +450,83 @@ class _ECSTasks:
                 else:
                     unproven.append(task["taskArn"])
             live = [t["taskArn"] for t in known if t.get("lastStatus") != "STOPPED"]
-            if live:
-                # Dask closes itself and every worker: their tasks end with no StopTask per task
-                # (ECS has no batch stop); StopTask for whatever is still running after that.
-                left = self._let_dask_exit(ctx, record, ecs, cluster, live) if len(live) > 1 else live
-                if left:
-                    tasks.stop(ecs, cluster, left, f"dask-aws-magic down {record.name}")
-                tasks.wait_stopped(ecs, cluster, live, ctx.sleep)  # their interfaces go, then the group can
-                lines.append(f"stopped {len(live)} task(s)")
+            if not live:
+                return []
+            # Dask closes itself and every worker: their tasks end with no StopTask per task
+            # (ECS has no batch stop); StopTask for whatever is still running after that.
+            left = self._let_dask_exit(ctx, record, ecs, cluster, live) if len(live) > 1 else live
+            if left:
+                tasks.stop(ecs, cluster, left, f"dask-aws-magic down {record.name}")
+            tasks.wait_stopped(ecs, cluster, live, ctx.sleep)  # their interfaces go, then the group can
+            return [f"stopped {len(live)} task(s)"]
+
+        def definitions() -> list[str]:
             removed = sum(tasks.deregister_family(ecs, f"{names['family']}-{role}") for role in ("scheduler", "worker"))
-            if removed:
-                lines.append(f"deregistered {removed} task definition(s)")
-            if not self.fargate:
-                lines += infra.delete_container_instances(
-                    ec2, scope.client("autoscaling"), model.autoscaling_group or self._own_group(scope, names["asg"]),
-                    model.launch_template or names["template"], ctx.sleep)
+            return [f"deregistered {removed} task definition(s)"] if removed else []
+
+        def hosts() -> list[str]:
+            group = model.autoscaling_group or self._own_group(scope, names["asg"])
+            return infra.delete_container_instances(ec2, scope.client("autoscaling"), group,
+                                                    model.launch_template or names["template"], ctx.sleep)
+
+        def cluster_() -> list[str]:
             # Only a cluster it made: recorded as made, or named with this cluster's id; never the profile's.
-            if (model.created_cluster or cluster == names["cluster"]) and infra.delete_cluster(ecs, cluster):
-                lines.append(f"deleted ECS cluster {cluster}")
-            if model.efs and infra.delete_file_system(scope.client("efs"), model.efs, ctx.sleep):
-                lines.append(f"deleted EFS file system {model.efs}")
+            mine = model.created_cluster or cluster == names["cluster"]
+            return [f"deleted ECS cluster {cluster}"] if mine and infra.delete_cluster(ecs, cluster) else []
+
+        def efs() -> list[str]:
+            gone = model.efs and infra.delete_file_system(scope.client("efs"), model.efs, ctx.sleep)
+            return [f"deleted EFS file system {model.efs}"] if gone else []
+
+        def log_group() -> list[str]:
             group = model.log_group or names["log_group"]
             keep = model.keep_logs or record.settings.get("keep_logs")
-            if not keep and infra.delete_log_group(scope.client("logs"), group):
-                lines.append(f"deleted log group {group}")
-            groups = set()
-            for group in tagged_security_groups(ec2, record.cluster_id):
-                gid = group["GroupId"]
-                if (made_here(record) and gid == model.security_group) or group["GroupName"] == _group_name(record) \
-                        or (proof is not None and proof.has_id("security-group", gid)):
-                    groups.add(gid)
-                else:
+            gone = not keep and infra.delete_log_group(scope.client("logs"), group)
+            return [f"deleted log group {group}"] if gone else []
+
+        def groups() -> list[str]:
+            found = {g["GroupId"]: g for g in tagged_security_groups(ec2, record.cluster_id)}
+            if model.security_group and made_here(record):  # its tags may be gone
+                found.setdefault(model.security_group, {"GroupId": model.security_group})
+            lines = []
+            for gid, group in sorted(found.items()):
+                if not ((made_here(record) and gid == model.security_group)
+                        or group.get("GroupName") == _group_name(record)
+                        or (proof is not None and proof.has_id("security-group", gid))):
                     unproven.append(gid)
-            if model.security_group and made_here(record):
-                groups.add(model.security_group)
-            for sg in sorted(groups):
-                if network.delete_security_group(ec2, sg, ctx.sleep):
-                    lines.append(f"deleted security group {sg}")
-            iam_client = scope.client("iam")
-            for purpose in ("execution", "instances", "task"):
-                if iam.delete_role(iam_client, iam.role_name(record.cluster_id, purpose)):
-                    lines.append(f"deleted IAM role {iam.role_name(record.cluster_id, purpose)}")
-            deleted = secrets.delete_cluster_secrets(  # the manifest last
+                elif network.delete_security_group(ec2, gid, ctx.sleep):
+                    lines.append(f"deleted security group {gid}")
+            return lines
+
+        def roles() -> list[str]:
+            made = [iam.role_name(record.cluster_id, purpose) for purpose in ("execution", "instances", "task")]
+            return [f"deleted IAM role {name}" for name in made if iam.delete_role(scope.client("iam"), name)]
+
+        def secrets_() -> list[str]:  # the manifest last: while anything else is left, it still proves it
+            deleted = secrets.delete_cluster_secrets(
                 scope.client("secretsmanager"), record.cluster_id, proof.names.get("secret") if proof else [
                     secrets.node_secret_name(record.cluster_id), secrets.client_secret_name(record.cluster_id)])
-            if deleted:
-                lines.append(f"deleted {len(deleted)} secret(s)")
+            return [f"deleted {len(deleted)} secret(s)"] if deleted else []
+
+        running = ["tasks"] if self.fargate else ["tasks", "container instances"]
+        steps = [("tasks", stopped, []), ("task definitions", definitions, [])]
+        if not self.fargate:
+            steps.append(("container instances", hosts, []))
+        steps.append((f"ECS cluster {cluster}", cluster_, running))
+        if model.efs:
+            steps.append((f"EFS file system {model.efs}", efs, running))
+        steps += [(f"log group {model.log_group or names['log_group']}", log_group, []),
+                  (f"security group {model.security_group or '(found by its tags)'}", groups, running),
+                  (f"IAM roles {iam.role_name(record.cluster_id, '*')}", roles, [])]
+        for what, remove, after in steps:
+            done.step(what, remove, after=after)
+        done.step(f"secrets of {record.cluster_id} (the manifest among them)", secrets_,
+                  after=[what for what, _, _ in steps])
         if unproven:
             reason = why or "its manifest does not list them: someone else put this cluster's tags on them"
-            lines.append(f"left {', '.join(unproven)}: {reason}. If you know they are yours, remove them with "
-                         f"`down --unverified {' '.join(unproven)}`")
-        return lines or ["nothing left on AWS"]
+            done.removed.append(f"left {', '.join(unproven)}: {reason}. If you know they are yours, remove them "
+                                f"with `down --unverified {' '.join(unproven)}`")
+        return done.finish()
 
     def _manifest(self, record: ClusterRecord) -> tuple[manifest.Manifest | None, str]:
         """The cluster's manifest, or None and why there is none to read."""
@@ -563,6 +592,25 @@ class _ECSTasks:
                 return []
             raise
 
+    def replace_reclaimed(self, ctx: Context, record: ClusterRecord) -> tuple[bool, list[str], dict[str, Any]]:
+        """One look for the keeper: (scheduler alive, reclaimed workers to forget, new workers started in
+        their place while fewer run than asked)."""
+        model = ECSResources.from_json(record.resources)
+        found = self._describe(record, model)
+        scheduler = next((t for t in found if t["taskArn"] == model.scheduler), None)
+        if scheduler is None or scheduler.get("lastStatus") not in tasks.LIVE:
+            return False, [], {}
+        live = [t for t in found if t["taskArn"] in model.workers and t.get("lastStatus") in tasks.LIVE]
+        reclaimed = [t["taskArn"] for t in found if t["taskArn"] in model.workers
+                     and t.get("lastStatus") == "STOPPED" and t.get("stopCode") == SPOT_STOP]
+        missing = min(len(reclaimed), record.workers - len(live))
+        if missing <= 0:
+            return True, reclaimed, {}
+        ctx.emit("keeper", f"{len(reclaimed)} Spot worker(s) reclaimed; starting {missing}")
+        before = set(model.workers)
+        self._add_workers(ctx, record, model, missing)
+        return True, reclaimed, {arn: info for arn, info in model.workers.items() if arn not in before}
+
     def scale(self, ctx: Context, record: ClusterRecord, workers: int) -> ECSResources:
         model = ECSResources.from_json(record.resources)
         found = self._describe(record, model)
@@ -597,7 +645,7 @@ class ECSBackend(_ECSTasks):
     name: ClassVar[str] = "ecs"
     fargate: ClassVar[bool] = False
     defaults: ClassVar[BackendDefaults] = BackendDefaults(timeout=900.0, poll_interval=1.0, wait_for_workers=False,
-                                                          boot_time=60.0)
+                                                          boot_time=60.0, look_every=LOOK_EVERY)
 
 
 __all__ = ["ECSBackend", "FargateBackend"]

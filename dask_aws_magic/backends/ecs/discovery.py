@@ -1,9 +1,9 @@
-"""Finding ECS and Fargate clusters from their tags alone, in every scope in use: task definitions
-(ACTIVE until ``down``), tasks and ECS clusters through the Resource Groups Tagging API (one paged
-call), the scheduler tasks through DescribeTasks (100 per call), and the security groups. Tags only say
-where to look: a cluster is made of what its proof (a record made here, else its manifest: its ECS
-cluster's and task-definition families' names, its tasks' ``startedBy``) ties to it; the rest of what
-carries its tags is reported as unverified."""
+"""Finding ECS and Fargate clusters from their tags alone, in every scope in use: ECS clusters, tasks and
+task definitions through the Resource Groups Tagging API (one paged call for both ECS backends), each
+confirmed by ECS (the tagging API lists what has gone too), and the security groups. Tags only say where
+to look: a cluster is made of what its proof (a record made here, else its manifest: its ECS cluster's
+and task-definition families' names, its tasks' ``startedBy``) ties to it; the rest of what carries its
+tags is reported as unverified."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...aws.manifest import Manifest, Unproven
-from ...aws.scopes import LIST_ATTEMPTS, Scope
-from ...aws.tags import TAG_BACKEND, TAG_CLUSTER, TAG_CLUSTER_ID, TAG_OWNER, TAG_ROLE, describe_all
+from ...aws.scopes import LIST_ATTEMPTS, Scope, shared
+from ...aws.tags import (
+    TAG_BACKEND,
+    TAG_CLUSTER,
+    TAG_CLUSTER_ID,
+    TAG_OWNER,
+    TAG_ROLE,
+    describe_all,
+    tagged_security_groups,
+)
 from ..base import Discovered, Discovery, Unverified
 from ..dask_commands import endpoints
 from ..ec2.discovery import gather, scope_of, scopes_in_use
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
     from ...core.registry import ClusterRecord
 
 RESOURCE_TYPES = ["ecs:task", "ecs:cluster", "ecs:task-definition"]
+BACKENDS = ("ecs", "fargate")
+FAMILY_PREFIX = "dask-aws-magic-"  # every task definition family we register (infra.names)
 
 __all__ = ["discover", "scope_of", "clusters_in"]
 
@@ -62,33 +72,101 @@ class _Tagged:
     arns: dict[str, dict[str, str]] = field(default_factory=dict)
     schedulers: list[dict[str, Any]] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
+    by_record: bool = False  # its tasks run in its own ECS cluster, which this machine's record knows: not described
+
+
+def _tagged(scope: Scope) -> list[dict[str, Any]]:
+    """Every ECS cluster, task and task definition of either ECS backend (one paged call for both). The
+    tagging API also lists what has gone: stopped tasks, INACTIVE clusters, deleted task definitions
+    ("tagged or previously tagged"), so nothing here is taken to exist until ECS confirms it."""
+    tagging = scope.client("resourcegroupstaggingapi", attempts=LIST_ATTEMPTS)
+    return describe_all(tagging, "get_resources", "ResourceTagMappingList[]",
+                        TagFilters=[{"Key": TAG_BACKEND, "Values": list(BACKENDS)}], ResourceTypeFilters=RESOURCE_TYPES)
+
+
+def _clusters(scope: Scope, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The ECS clusters ``names`` as ECS describes them now (status, task counts), 100 per call."""
+    ecs = scope.client("ecs", attempts=LIST_ATTEMPTS)
+    found: dict[str, dict[str, Any]] = {}
+    for batch in tasks.chunks(sorted(names), 100):
+        found.update({c["clusterName"]: c for c in ecs.describe_clusters(clusters=batch).get("clusters", [])})
+    return found
+
+
+def _active_definitions(scope: Scope) -> set[str]:
+    ecs = scope.client("ecs", attempts=LIST_ATTEMPTS)
+    pages = ecs.get_paginator("list_task_definitions").paginate(familyPrefix=FAMILY_PREFIX, status="ACTIVE")
+    return {arn for page in pages for arn in page.get("taskDefinitionArns", [])}
+
+
+def _recorded(backend: str) -> dict[str, ClusterRecord]:
+    """This machine's records of ``backend``, made by its `up` (proof of what they list), that know their
+    scheduler task and its address."""
+    from ...core import registry
+
+    records, _ = registry.scan()
+    return {r.cluster_id: r for r in records if r.backend == backend and r.profile != registry.RECOVERED
+            and r.scheduler_address and r.resources.get("scheduler")}
 
 
 def clusters_in(scope: Scope, backend: str) -> list[Discovered | Unverified]:
-    """Every cluster of ``backend`` with a task definition, a task, an ECS cluster or a security group,
-    built from what its proof ties to it; the rest of what carries its tags comes back as unverified."""
-    tagging = scope.client("resourcegroupstaggingapi", attempts=LIST_ATTEMPTS)
+    """Every cluster of ``backend`` with an ACTIVE ECS cluster, a live task, an ACTIVE task definition or a
+    security group, built from what its proof ties to it; the rest of what carries its tags comes back as
+    unverified. Calls, whatever the number of clusters: the tagging API and the security groups (both
+    shared with the other backends' look), DescribeClusters (100 per call); DescribeTasks only for an ECS
+    cluster that is not a cluster's own or whose cluster is not recorded here with its scheduler (the
+    cluster's own ECS cluster counts its running tasks), ListTaskDefinitions only when the tagging API
+    names task definitions of a cluster nothing else showed."""
     ec2 = scope.client("ec2", attempts=LIST_ATTEMPTS)
-    mine = [{"Key": TAG_BACKEND, "Values": [backend]}]
+    every = shared(scope, "ecs resources", lambda: _tagged(scope))  # both ECS backends'
+    mine = [r for r in every if _tags(r).get(TAG_BACKEND) == backend and TAG_CLUSTER_ID in _tags(r)]
+    everyone = sorted({r["ResourceARN"].rsplit("/", 1)[-1] for r in every if _kind(r["ResourceARN"]) == "cluster"}
+                      | {_task_cluster(r["ResourceARN"]) or "default" for r in every
+                         if _kind(r["ResourceARN"]) == "task"})
+    states = shared(scope, f"ecs clusters {everyone}", lambda: _clusters(scope, everyone)) if everyone else {}
     tagged: dict[str, _Tagged] = {}
-    schedulers: dict[str, list[str]] = {}  # ECS cluster -> scheduler task ARNs (the role tag says where to look)
-    for resource in describe_all(tagging, "get_resources", "ResourceTagMappingList[]", TagFilters=mine,
-                                 ResourceTypeFilters=RESOURCE_TYPES):
+    own: set[str] = set()  # ECS clusters a cluster of this backend made
+    definitions: list[tuple[str, dict[str, str]]] = []
+    by_cluster: dict[str, list[tuple[str, dict[str, str]]]] = {}  # ECS cluster -> its tagged tasks
+    for resource in mine:
         arn, tags = resource["ResourceARN"], _tags(resource)
-        if TAG_CLUSTER_ID not in tags:
+        kind = _kind(arn)
+        if kind == "cluster":
+            own.add(arn.rsplit("/", 1)[-1])
+            if states.get(arn.rsplit("/", 1)[-1], {}).get("status") == "ACTIVE":  # INACTIVE: deleted
+                tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged()).arns[arn] = tags
+        elif kind == "task-definition":
+            definitions.append((arn, tags))
+        elif kind == "task":
+            by_cluster.setdefault(_task_cluster(arn) or "default", []).append((arn, tags))
+    recorded = _recorded(backend)
+    for cluster, items in by_cluster.items():
+        state = states.get(cluster)
+        if state is not None and state.get("status") != "ACTIVE":
+            continue  # an INACTIVE cluster runs nothing
+        ids = {tags[TAG_CLUSTER_ID] for _, tags in items}
+        if state is not None and cluster in own and len(ids) == 1 and ids <= recorded.keys():
+            if state.get("runningTasksCount", 0) + state.get("pendingTasksCount", 0):
+                # the cluster's own ECS cluster runs its tasks, and this machine's record knows them
+                tagged.setdefault(next(iter(ids)), _Tagged()).by_record = True
             continue
-        tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged()).arns[arn] = tags
-        if _kind(arn) == "task" and tags.get(TAG_ROLE) == "scheduler":
-            schedulers.setdefault(_task_cluster(arn) or "default", []).append(arn)
-    for cluster, arns in schedulers.items():
-        for task in tasks.describe(scope.client("ecs", attempts=LIST_ATTEMPTS), cluster, arns):
-            cluster_id = {t["key"]: t["value"] for t in task.get("tags", [])}.get(TAG_CLUSTER_ID, "")
-            if cluster_id in tagged and task.get("lastStatus") in tasks.LIVE:
-                tagged[cluster_id].schedulers.append(task)
-    for group in describe_all(ec2, "describe_security_groups", "SecurityGroups[]",
-                              Filters=[{"Name": f"tag:{TAG_BACKEND}", "Values": [backend]}]):
+        for task in tasks.describe(scope.client("ecs", attempts=LIST_ATTEMPTS), cluster, [arn for arn, _ in items]):
+            tags = {t["key"]: t["value"] for t in task.get("tags", [])}
+            if task.get("lastStatus") not in tasks.LIVE or TAG_CLUSTER_ID not in tags:
+                continue  # stopped: listed by the tagging API for a while after
+            things = tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged())
+            things.arns[task["taskArn"]] = tags
+            if tags.get(TAG_ROLE) == "scheduler":
+                things.schedulers.append(task)
+    # A task definition alone is a leftover worth finding: confirmed ACTIVE only for a cluster nothing else showed.
+    unconfirmed = [tags[TAG_CLUSTER_ID] for _, tags in definitions if tags[TAG_CLUSTER_ID] not in tagged]
+    active = _active_definitions(scope) if unconfirmed else set()
+    for arn, tags in definitions:
+        if tags[TAG_CLUSTER_ID] in tagged or arn in active:
+            tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged()).arns[arn] = tags
+    for group in shared(scope, "security groups", lambda: tagged_security_groups(ec2)):
         tags = _tags(group)
-        if TAG_CLUSTER_ID in tags:
+        if tags.get(TAG_BACKEND) == backend and TAG_CLUSTER_ID in tags:
             tagged.setdefault(tags[TAG_CLUSTER_ID], _Tagged()).groups.append(group)
     proofs = Proofs(scope, backend)
     found: list[Discovered | Unverified] = []
@@ -156,6 +234,11 @@ def _verify(scope: Scope, backend: str, cluster_id: str, things: _Tagged, proofs
     out: list[Discovered | Unverified] = []
     if proven:
         out.append(_cluster(scope, backend, cluster_id, proven, schedulers, record, manifest, ec2))
+        if things.by_record and record is not None:  # running, as its record says (its ECS cluster counts tasks)
+            out[-1].running = True
+            out[-1].scheduler_address, out[-1].dashboard_link = record.scheduler_address, record.dashboard_link
+            out[-1].resources.update(scheduler=record.resources.get("scheduler"),
+                                     workers=record.resources.get("workers") or {})
     if unproven:
         first_key = unproven[0][1]
         tags = things.arns.get(first_key) or _tags(next(g for g in things.groups if g["GroupId"] == first_key))
@@ -207,3 +290,14 @@ def _scheduler(scope: Scope, item: Discovered, model: ECSResources, task: dict[s
     item.created_at = created.timestamp() if hasattr(created, "timestamp") else None
     if reachable:
         item.scheduler_address, item.dashboard_link = endpoints(reachable, model.protocol)
+
+
+_public: dict[str, str | None] = {}  # task ARN -> its public address: it keeps it while it runs
+
+
+def _public_ip(ec2: Any, task: dict[str, Any]) -> str | None:
+    if len(_public) > 1000:
+        _public.clear()
+    if task["taskArn"] not in _public:
+        _public[task["taskArn"]] = tasks.public_ip(ec2, task)
+    return _public[task["taskArn"]]

@@ -57,6 +57,11 @@ def check_cluster(ecs: Any, name: str) -> None:
 
 
 def delete_cluster(ecs: Any, name: str) -> bool:
+    """Delete the ECS cluster ``name``; False when there is none to delete (a deleted cluster stays
+    described, INACTIVE, for a while: deleting it again is no removal)."""
+    found = ecs.describe_clusters(clusters=[name]).get("clusters", [])
+    if not found or found[0].get("status") == "INACTIVE":
+        return False
     try:
         ecs.delete_cluster(cluster=name)
     except Exception as exc:

@@ -7,8 +7,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ...aws import pricing, secrets
-from ...aws.identity import caller_arn
+from ...aws import identity, pricing, secrets
 from ...aws.network import PortRange, caller_cidr, check_cidr
 from ...aws.scopes import current_endpoint
 from ...aws.session import aws, client
@@ -101,7 +100,7 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
     ec2 = client("ec2", region, aws_profile)
 
     with ThreadPoolExecutor(max_workers=5) as pool:
-        owner = pool.submit(caller_arn, region, aws_profile)
+        owner = pool.submit(identity.owner, region, aws_profile)
         cidr = pool.submit(lambda: check_cidr(network["ingress_cidr"]) if network.get("ingress_cidr")
                            else caller_cidr(private=network.get("use_private_ip", False)))
 

@@ -164,19 +164,25 @@ def wait_stopped(ecs: Any, cluster: str, arns: list[str], sleep: Callable[[float
 
 
 def deregister_family(ecs: Any, family: str) -> int:
-    """Deregister every ACTIVE revision of the task definitions of ``family``; how many."""
-    pages = ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE")
-    arns = [arn for page in pages for arn in page.get("taskDefinitionArns", [])
-            if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0].startswith(family)]
-    for arn in arns:
+    """Deregister every ACTIVE revision of the task definitions of ``family`` and delete them, with
+    any an interrupted ``down`` deregistered only; how many were ACTIVE."""
+
+    def listed(status: str) -> list[str]:
+        pages = ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status=status)
+        return [arn for page in pages for arn in page.get("taskDefinitionArns", [])
+                if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0].startswith(family)]
+
+    active = listed("ACTIVE")
+    for arn in active:
         ecs.deregister_task_definition(taskDefinition=arn)
+    arns = active + [arn for arn in listed("INACTIVE") if arn not in active]
     for batch in chunks(arns, 10):  # and delete them, so nothing of the cluster stays listed
         try:
             ecs.delete_task_definitions(taskDefinitions=batch)
         except Exception as exc:
             if error_code(exc) not in ("InvalidParameterException", "ClientException"):
                 raise
-    return len(arns)
+    return len(active)
 
 
 def instance_addresses(ecs: Any, ec2: Any, cluster: str, task: dict[str, Any]) -> tuple[str | None, str | None]:
