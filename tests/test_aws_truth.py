@@ -152,18 +152,27 @@ def test_a_partly_failed_ec2_down_names_what_was_removed_and_what_is_left(sb, ho
     message = str(failed.value)
     assert "Nothing was stopped" not in message
     assert (f"t-ec2: removed: terminated 2 instance(s); deleted security group {record.resources['security_group']}; "
-            "left: secrets") in message
-    assert "ThrottlingException" in message and "iam:DeleteRole" in message
-    assert f"IAM role and instance profile dask-aws-magic-{record.cluster_id} (AWS refused" in message
+            "left: IAM roles and instance profiles ") in message
+    roles = f"dask-aws-magic-{record.cluster_id}-scheduler, dask-aws-magic-{record.cluster_id}-worker"
+    assert f"IAM roles and instance profiles {roles} (AWS refused while removing" in message, message
+    assert "iam:DeleteRole" in message
+    # the secrets (the manifest among them) stay while anything else is left: they prove it
+    assert (f"secrets of {record.cluster_id} (the manifest among them) (not tried: the IAM roles and instance "
+            f"profiles {roles} could not be removed first)") in message, message
     assert not live_instances(record.cluster_id)
     kept = registry.read("t-ec2")  # kept: something is left to remove
     assert "did not finish" in kept.note and "IAM role" in kept.note
     [listed] = dam.list_clusters()
     assert listed.status == "dead" and listed.hourly_cost == 0
-    sb.clear_faults()
     boto3.client("iam").delete_user_policy(UserName="sandbox-admin", PolicyName="deny")
-    assert dam.down("t-ec2") == [f"t-ec2: deleted 2 secret(s); deleted IAM role and instance profile "
-                                 f"dask-aws-magic-{record.cluster_id}"]
+    with pytest.raises(DaskAwsMagicError) as failed:  # the roles go; the secrets are throttled
+        dam.down("t-ec2")
+    message = str(failed.value)
+    assert (f"t-ec2: removed: deleted IAM role and instance profile dask-aws-magic-{record.cluster_id}-scheduler; "
+            f"deleted IAM role and instance profile dask-aws-magic-{record.cluster_id}-worker; left: secrets") in message
+    assert "ThrottlingException" in message, message
+    sb.clear_faults()
+    assert dam.down("t-ec2") == ["t-ec2: deleted 3 secret(s)"]
 
 
 def test_a_partly_failed_fargate_down_names_what_was_removed_and_what_is_left(sb, home):
@@ -174,12 +183,13 @@ def test_a_partly_failed_fargate_down_names_what_was_removed_and_what_is_left(sb
         dam.down("t-fg")
     message = str(failed.value)
     assert "t-fg: removed: stopped 2 task(s); deregistered 2 task definition(s); deleted ECS cluster" in message
-    assert "deleted 2 secret(s); left: log group /dask-aws-magic/t-fg-" in message
+    assert "left: log group /dask-aws-magic/t-fg-" in message
     assert "IAM roles dask-aws-magic-" in message and "Nothing was stopped" not in message
+    assert "secrets of dam-" in message and "(not tried: the log group" in message  # the manifest stays
     boto3.client("iam").delete_user_policy(UserName="sandbox-admin", PolicyName="deny")
     lines = dam.down("t-fg")
-    assert "deleted log group" in lines[0] and "deleted IAM role" in lines[0]
-    assert "stopped" not in lines[0] and "secret" not in lines[0]
+    assert "deleted log group" in lines[0] and "deleted IAM role" in lines[0] and "deleted 2 secret(s)" in lines[0]
+    assert "stopped" not in lines[0]
 
 
 def _keepers() -> list[psutil.Process]:

@@ -532,12 +532,12 @@ def test_without_tls_nothing_is_forwarded_unless_asked_and_then_refused(home):
 
 
 def test_only_the_owner_renews_them(home):
-    from dask_aws_magic.aws.data_credentials import same_principal
+    from dask_aws_magic.core.naming import same_owner
     from dask_aws_magic.faces.handle import ClusterHandle
 
-    assert same_principal("arn:aws:sts::1:assumed-role/r/session-a", "arn:aws:sts::1:assumed-role/r/session-b")
-    assert not same_principal("arn:aws:sts::1:assumed-role/r/s", "arn:aws:sts::1:assumed-role/other/s")
-    assert not same_principal("arn:aws:iam::1:user/bob", "arn:aws:iam::1:user/alice")
+    assert same_owner("arn:aws:sts::1:assumed-role/r/session-a", "arn:aws:sts::1:assumed-role/r/session-b")
+    assert not same_owner("arn:aws:sts::1:assumed-role/r/s", "arn:aws:sts::1:assumed-role/other/s")
+    assert not same_owner("arn:aws:iam::1:user/bob", "arn:aws:iam::1:user/alice")
     with lake(home, credential_lifetime=12.0) as sb, sb.enforce_iam():
         handle = dam.up("fargate-data", progress=False)
         try:

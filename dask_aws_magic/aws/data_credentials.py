@@ -51,16 +51,6 @@ def identity_kind(arn: str) -> str:
     return kind if kind in ("user", "assumed-role", "federated-user") else "unknown"
 
 
-def same_principal(identity: str, owner: str) -> bool:
-    """True when ``identity`` is ``owner``: for a role session, any session of the same role (a new
-    session has a new name), else the very ARN."""
-    def principal(arn: str) -> str:
-        head, _, resource = arn.partition(":assumed-role/")
-        return f"{head}:assumed-role/{resource.split('/')[0]}" if resource else arn
-
-    return principal(identity) == principal(owner)
-
-
 def partition(arn: str) -> str:
     return arn.split(":")[1] if arn.startswith("arn:") and arn.count(":") >= 2 else "aws"
 

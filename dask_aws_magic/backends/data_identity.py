@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..aws import data_credentials
 from ..aws.session import aws, session
 from ..core import data_scope
+from ..core.naming import same_owner
 from .base import NodeCredentials, Plan
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def node_credentials(record: ClusterRecord) -> NodeCredentials | None:
     with aws(f"making the data credentials of {record.name}'s nodes in {scope.describe()}"):
         sts = scope.client("sts")
         caller = sts.get_caller_identity()["Arn"]
-        if record.owner and not data_credentials.same_principal(caller, record.owner):
+        if record.owner and not same_owner(caller, record.owner):
             raise data_credentials.ForwardingImpossible(
                 f"Your AWS identity here is {caller}, not the owner of {record.name} ({record.owner}): only the "
                 "owner's credentials go to its nodes, so they are not renewed from this session. Connect with the "
