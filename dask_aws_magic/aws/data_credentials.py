@@ -43,11 +43,14 @@ class Derived:
 
 
 def identity_kind(arn: str) -> str:
-    """"user", "assumed-role", "federated-user", "root" or "unknown" for an identity's ARN."""
+    """"user", "assumed-role", "federated-user", "root" or "unknown" for an identity's ARN (a role's own
+    ARN, which is how a role session's owner is written, is an assumed role's)."""
     resource = arn.split(":", 5)[5] if arn.count(":") >= 5 else ""
     if resource == "root":
         return "root"
     kind = resource.split("/", 1)[0]
+    if kind == "role" and ":iam::" in arn:
+        return "assumed-role"
     return kind if kind in ("user", "assumed-role", "federated-user") else "unknown"
 
 

@@ -38,21 +38,29 @@ class SyncPlan:
 DEFAULT_ON = {"ec2": True, "fargate": True, "ecs": True}
 
 
-def wanted(software: dict[str, Any], backend: str) -> tuple[bool, str | None]:
-    """Whether to sync, and why not."""
+def wanted(software: dict[str, Any], backend: str, borrowed: str | None = None) -> tuple[bool, str | None]:
+    """Whether to sync, and why not. ``borrowed`` names the profile field of a role the user brings
+    (`ecs.task_role`, `instance.iam_instance_profile`): no role is made for the cluster then, and that
+    role reads the environment only if its owner allowed it, so sync is on only when asked."""
     if software.get("image"):
         return False, "software.sync is off: software.image wins (put the packages in the image)"
+    if borrowed and "sync" not in software:
+        return False, (f"software.sync is off by default with your own role (`{borrowed}`), which may not read "
+                       "the environments bucket: allow it s3:GetObject on "
+                       "arn:aws:s3:::dask-aws-magic-envs-ACCOUNT-REGION/envs/* (and s3:PutObject on .../archives/* "
+                       "with the s3:if-none-match condition), then set `software.sync: true`")
     if not software.get("sync", DEFAULT_ON.get(backend, True)):
         return False, "software.sync is off: the nodes get Python, dask and distributed (and software.pip) only"
     return True, None
 
 
-def plan(software: dict[str, Any], *, backend: str, python: str, arch: str, region: str, owner: str) -> SyncPlan:
+def plan(software: dict[str, Any], *, backend: str, python: str, arch: str, region: str, owner: str,
+         borrowed: str | None = None) -> SyncPlan:
     """The lock of this kernel's environment and where it goes (creates nothing on AWS; builds the local
     projects' wheels on this machine)."""
     from . import environment
 
-    on, why_not = wanted(software, backend)
+    on, why_not = wanted(software, backend, borrowed)
     if not on:
         return SyncPlan(None, notes=[why_not] if why_not else [])
     lock = environment.lock(python=python, arch=arch, exclude=software.get("exclude") or [],

@@ -133,10 +133,9 @@ class Sandbox:
         self._sts = TemporaryCredentials(self._credential_lifetime)
         self._sts.patch(patches)
         patch_policy_evaluation(patches, self._sts)
-        from .s3 import patch_expected_owner, patch_s3_conditions
+        from .s3 import patch_expected_owner
         from .software import WheelIndex, image_python
 
-        patch_s3_conditions(patches)
         patch_expected_owner(patches)
         python = image_python(self.image)
         if self.wheels:

@@ -206,6 +206,9 @@ def _context(request: Any, caller: Caller) -> dict[str, list[str]]:
                 context[f"s3:{name}"] = [values[name]]
         if request._action.lower() == "s3:listbucket":
             context.setdefault("s3:prefix", [""])
+        header = {k.lower(): v for k, v in dict(request._headers).items()}.get("if-none-match")
+        if header is not None:  # a conditional write: a policy may insist on it (never replace an object)
+            context["s3:if-none-match"] = [header]
     external = request._data.get("ExternalId") if isinstance(request._data, dict) else None
     if external:
         context["sts:externalid"] = [external[0] if isinstance(external, list) else external]

@@ -123,8 +123,10 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
     if software.get("image") and software.get("pip"):
         notes.append("software.pip is ignored with software.image: put the packages in the image")
     machines = _software(software)
+    borrowed = "instance.iam_instance_profile" if any(cfg.get("iam_instance_profile") for cfg in roles.values()) \
+        else None
     sync = software_sync.plan(software, backend=backend, python=machines["python"], arch=wtype["arch"],
-                              region=region, owner=found.owner)
+                              region=region, owner=found.owner, borrowed=borrowed)
     resources += sync.resources
     notes += sync.notes
     machines.update(sync=sync.settings, pip=[] if sync.settings else machines["pip"])  # sync installs software.pip

@@ -192,7 +192,8 @@ def plan(profile: Profile, name: str, backend: str) -> Plan:
     if found_cidr.endswith("/0"):
         notes.append(f"WARNING: the scheduler is open to {found_cidr}, i.e. to anyone")
     sync = software_sync.plan(data.get("software", {}), backend=backend, python=software["python"],
-                              arch="x86_64", region=region, owner=found_owner)
+                              arch="x86_64", region=region, owner=found_owner,
+                              borrowed="ecs.task_role" if ecs.get("task_role") else None)
     resources += sync.resources
     notes += sync.notes
     if sync.settings:
