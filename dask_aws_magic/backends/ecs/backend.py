@@ -173,8 +173,11 @@ class _ECSTasks:
         policy = software_sync.node_policy(record)
         if policy and not s["task_role"]:  # the tasks read their environment with a role of the cluster's own
             doing = f"creating the task role of {record.name}"
-            with aws(doing), iam.permission_needed(doing, "ecs.task_role", "a task role that already exists and "
-                                                   "may read the environment"):
+            instead = ("a task role that already exists and may read the environment (or `software.sync: false`, "
+                       "which needs no task role)")
+            if not s["execution_role"]:
+                instead += "; a task execution role is created next, so set `ecs.execution_role` too"
+            with aws(doing), iam.permission_needed(doing, "ecs.task_role", instead):
                 model.task_role = iam.create_role(
                     client, iam.role_name(record.cluster_id, "task"), "ecs-tasks.amazonaws.com", policy, tags,
                     f"dask-aws-magic cluster {record.name}: reads its software environment")
