@@ -21,7 +21,6 @@ Run: python benchmarks/bench_sync.py [BOOT_DELAY] [ROUNDS]
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from dask_aws_magic.backends.environment import canonical
+
 CACHE = Path(os.environ.get("DASK_AWS_MAGIC_BENCH_CACHE") or Path.home() / ".cache" / "dask-aws-magic-bench")
 PACKAGES = ["pandas", "pyarrow", "s3fs", "scikit-learn"]
 IMAGE_BASE = ["dask", "distributed", "bokeh"]
 WORKERS = 2
 INNER = "DASK_AWS_MAGIC_BENCH_KERNEL"
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # -- set-up, in this venv ------------------------------------------------------------------------
@@ -69,45 +66,23 @@ def kernel_venv() -> Path:
 
 
 # -- the benchmark, in the kernel venv -------------------------------------------------------------
-def closure(roots: list[str]) -> set[str]:
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    seen: set[str] = set()
-    todo = [_canonical(r) for r in roots]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        env = {"extra": ""}
-        for text in requires:
-            req = Requirement(text)
-            if req.marker is None or req.marker.evaluate(env):
-                todo.append(_canonical(req.name))
-    return seen
-
-
 def kernel_only() -> list[str]:
     """Every distribution of the kernel outside the closure of the packages the cluster needs."""
     from importlib import metadata
 
+    from dask_aws_magic.core.versions import closure
+
     wanted = closure([*IMAGE_BASE, *PACKAGES])
     return sorted({d.metadata["Name"] for d in metadata.distributions()
-                   if d.metadata["Name"] and _canonical(d.metadata["Name"]) not in wanted})
+                   if d.metadata["Name"] and canonical(d.metadata["Name"]) not in wanted})
 
 
 def wheel_folder(pins: list[str]) -> Path:
     """Wheels of every pin, downloaded once (the sandbox's nodes install from here, never from the internet)."""
     folder = CACHE / "wheels"
     folder.mkdir(parents=True, exist_ok=True)
-    have = {_canonical(f.name.split("-")[0]) + "==" + f.name.split("-")[1] for f in folder.glob("*.whl")}
-    missing = [p for p in pins if _canonical(p.split("==")[0]) + "==" + p.split("==")[1] not in have]
+    have = {canonical(f.name.split("-")[0]) + "==" + f.name.split("-")[1] for f in folder.glob("*.whl")}
+    missing = [p for p in pins if canonical(p.split("==")[0]) + "==" + p.split("==")[1] not in have]
     if missing:
         print(f"downloading {len(missing)} wheel(s) into {folder}", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from dask_aws_magic.sandbox import Sandbox
 
 TAGS = ("DASK_AWS_MAGIC_CLUSTER_ID", "DASK_AWS_MAGIC_ADAPTS_CLUSTER_ID")  # cluster processes, adaptors
-ACCOUNT = "123456789012"  # the sandbox's default account
 
 
 def cluster_processes(home: str) -> list[psutil.Process]:
@@ -100,6 +99,22 @@ def aws_sandbox(home, profiles: dict[str, str], **options) -> Iterator[Sandbox]:
 
 
 ACCOUNT = "123456789012"  # the sandbox's default account
+
+# The smallest clusters the AWS tests start: one worker each.
+EC2_PROFILE = """\
+backend: ec2
+region: us-east-1
+scheduler: {type: t3.medium}
+worker: {type: m6i.large, count: 1}
+"""
+FARGATE_PROFILE = """\
+backend: fargate
+region: us-east-1
+worker: {count: 1}
+ecs:
+  scheduler: {cpu: 0.5, memory: 1GiB}
+  worker: {cpu: 1, memory: 2GiB}
+"""
 
 
 def iam_user(sb, name: str, *policies: str, deny: list[str] | None = None) -> str:

@@ -18,16 +18,11 @@ from dask_aws_magic.aws import identity
 from dask_aws_magic.core import registry
 from dask_aws_magic.core.naming import owner_key
 
-from .conftest import ACCOUNT, acting_as, assumed_role_profile, aws_sandbox, iam_user, new_session
+from .conftest import ACCOUNT, EC2_PROFILE, acting_as, assumed_role_profile, aws_sandbox, iam_user, new_session
 
 pytestmark = pytest.mark.sandbox
 
-PROFILE = """\
-backend: ec2
-region: us-east-1
-scheduler: {type: t3.medium}
-worker: {type: m6i.large, count: 1}
-"""
+PROFILE = EC2_PROFILE
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/team/scientist"
 
 

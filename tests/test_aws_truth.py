@@ -19,24 +19,11 @@ from dask_aws_magic.core import registry
 from dask_aws_magic.core.errors import ClusterNotFound, ClusterUnreachable, DaskAwsMagicError
 from dask_aws_magic.faces import render
 
-from .conftest import acting_as, aws_sandbox, iam_user
+from .conftest import EC2_PROFILE, FARGATE_PROFILE, acting_as, aws_sandbox, iam_user
 
 pytestmark = pytest.mark.sandbox
 
-EC2 = """\
-backend: ec2
-region: us-east-1
-scheduler: {type: t3.medium}
-worker: {type: m6i.large, count: 1}
-"""
-FARGATE = """\
-backend: fargate
-region: us-east-1
-worker: {count: 1}
-ecs:
-  scheduler: {cpu: 0.5, memory: 1GiB}
-  worker: {cpu: 1, memory: 2GiB}
-"""
+EC2 = EC2_PROFILE
 
 
 SPOT = EC2.replace("count: 1}", "count: 2, spot: true}")
@@ -45,7 +32,7 @@ SPOT = EC2.replace("count: 1}", "count: 2, spot: true}")
 @pytest.fixture
 def sb(home):
     """The sandbox with IAM enforced, as a user with AdministratorAccess."""
-    with aws_sandbox(home, {"t-ec2": EC2, "t-fg": FARGATE, "t-spot": SPOT}) as sandbox:
+    with aws_sandbox(home, {"t-ec2": EC2, "t-fg": FARGATE_PROFILE, "t-spot": SPOT}) as sandbox:
         iam_user(sandbox, "admin", "AdministratorAccess")
         with acting_as("admin"), sandbox.enforce_iam():
             yield sandbox

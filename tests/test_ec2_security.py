@@ -18,15 +18,11 @@ import dask_aws_magic as dam
 from dask_aws_magic.aws import fetch_secret, iam, secrets
 from dask_aws_magic.core.errors import LaunchError
 
-from .conftest import assert_private, assert_refused, aws_sandbox, instance_credentials, sandbox_identity
+from .conftest import EC2_PROFILE, assert_private, assert_refused, aws_sandbox, instance_credentials, sandbox_identity
 
 pytestmark = pytest.mark.sandbox
 
-PROFILE = """\
-backend: ec2
-region: us-east-1
-scheduler: {type: t3.medium}
-worker: {type: m6i.large, count: 1}
+PROFILE = EC2_PROFILE + """\
 software:
   env: {DB_PASSWORD: hunter2-in-the-env}
 """

@@ -19,24 +19,11 @@ from dask_aws_magic.core import inventory, registry
 from dask_aws_magic.core.errors import ClusterNotFound, DaskAwsMagicError
 from dask_aws_magic.faces import render
 
-from .conftest import assert_refused, aws_sandbox, instance_credentials, sandbox_identity
+from .conftest import EC2_PROFILE, FARGATE_PROFILE, assert_refused, aws_sandbox, instance_credentials, sandbox_identity
 
 pytestmark = pytest.mark.sandbox
 
-PROFILE = """\
-backend: ec2
-region: us-east-1
-scheduler: {type: t3.medium}
-worker: {type: m6i.large, count: 1}
-"""
-FARGATE = """\
-backend: fargate
-region: us-east-1
-worker: {count: 1}
-ecs:
-  scheduler: {cpu: 0.5, memory: 1GiB}
-  worker: {cpu: 1, memory: 2GiB}
-"""
+PROFILE = EC2_PROFILE
 # An instance someone controls: its "dashboard" is a page that tries the Jupyter API of whoever shows it.
 FORGED_DASHBOARD = """#!/bin/bash
 IMDS="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254/}"
@@ -53,7 +40,7 @@ def sb(home, monkeypatch):
     """The sandbox, IAM enforced, and identities of one account: the victim (who runs the tool), the
     intruder (ReadOnlyAccess + ec2:CreateTags), someone who runs instances of their own, and a writer
     who may write any secret (SecretsManagerReadWrite)."""
-    with aws_sandbox(home, {"prod": PROFILE, "fg": FARGATE}) as sandbox:
+    with aws_sandbox(home, {"prod": PROFILE, "fg": FARGATE_PROFILE}) as sandbox:
         sandbox.victim = sandbox_identity(sandbox, "victim", "AdministratorAccess")
         sandbox.intruder = sandbox_identity(sandbox, "intruder", "ReadOnlyAccess", allow=["ec2:CreateTags"])
         sandbox.someone = sandbox_identity(sandbox, "someone", "AdministratorAccess")

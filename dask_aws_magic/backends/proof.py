@@ -76,6 +76,19 @@ class Proofs:
             _kept[key] = stored.manifest
         return stored.manifest
 
+    def covering(self, cluster_id: str, backend: str, proves: Callable[[Manifest], bool],
+                 unlisted: str) -> tuple[Manifest | None, str]:
+        """The manifest of ``cluster_id`` if it is of ``backend``, and why what it does not list is
+        unproven (``unlisted`` says what those resources are); None and why when there is no such manifest."""
+        try:
+            manifest = self.manifest(cluster_id, proves)
+        except Unproven as exc:
+            return None, reason(exc)
+        if manifest.backend != backend:
+            return None, f"the manifest of {cluster_id} is of the {manifest.backend} backend"
+        return manifest, (f"the manifest of {manifest.cluster} ({cluster_id}) does not list them: someone put its "
+                          f"tags on {unlisted}")
+
 
 def read(scope: Scope, name: str, cluster_id: str) -> tuple[Manifest | None, str]:
     """The manifest of the cluster ``name`` (``cluster_id``), or None and why there is none to read."""
@@ -89,6 +102,19 @@ def read(scope: Scope, name: str, cluster_id: str) -> tuple[Manifest | None, str
     if stored.manifest is None:
         return None, "its client secret holds no manifest (it was made by an older version)"
     return stored.manifest, ""
+
+
+def for_down(scope: Scope, record: ClusterRecord, where: str) -> tuple[Manifest | None, str]:
+    """The manifest ``down`` goes by, or None (a record made here that lists what it made) and why there is
+    none. Raises when nothing proves the cluster's resources are the caller's (nothing is removed then)."""
+    from ..core.errors import AwsError
+
+    proof, why = read(scope, f"{record.name} in {where}", record.cluster_id)
+    if proof is None and not made_here(record):
+        raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
+                       "proves its resources are yours. Remove them by their ids, knowingly, with "
+                       "`down --unverified ID ...` (`list` shows them).")
+    return proof, why
 
 
 def reason(exc: Unproven) -> str:

@@ -9,13 +9,14 @@ own machinery (ipykernel, Jupyter, this package and what only they require).
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
+
+from ..backends.environment import canonical
 
 # distributed's versions module lists these; its multi-line table is replaced by our line.
 DISTRIBUTED_PACKAGES = ("dask", "distributed", "msgpack", "cloudpickle", "tornado", "toolz", "numpy", "pandas",
@@ -24,10 +25,6 @@ KERNEL_ONLY = ("ipykernel", "dask-aws-magic", "jupyter-server", "jupyterlab", "n
                "ipywidgets")
 SCHEDULER_PACKAGES = ("python", "dask", "distributed", "cloudpickle", "lz4", "tornado", "toolz")
 ABSENT = "missing"
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)
@@ -39,12 +36,12 @@ class Mismatch:
     there: str
 
 
-def _closure(roots: tuple[str, ...]) -> set[str]:
-    """The distributions ``roots`` require, transitively (as installed here; extras left out)."""
+def closure(roots: tuple[str, ...] | list[str]) -> set[str]:
+    """The distributions ``roots`` require on this platform, transitively (as installed here; extras left out)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     seen: set[str] = set()
-    todo = [_canonical(r) for r in roots]
+    todo = [canonical(r) for r in roots]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -59,8 +56,8 @@ def _closure(roots: tuple[str, ...]) -> set[str]:
                 req = Requirement(text)
             except InvalidRequirement:
                 continue
-            if req.marker is None or "extra" not in str(req.marker):
-                todo.append(_canonical(req.name))
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canonical(req.name))
     return seen
 
 
@@ -78,11 +75,11 @@ def _read_installed() -> _Installed:
         if text and dist.metadata["Name"]:
             try:
                 if "dir_info" in json.loads(text):
-                    local.add(_canonical(dist.metadata["Name"]))
+                    local.add(canonical(dist.metadata["Name"]))
             except ValueError:
                 continue
     return _Installed(dict(metadata.packages_distributions()), local,
-                      _closure(KERNEL_ONLY) - _closure(("dask", "distributed")))
+                      closure(KERNEL_ONLY) - closure(("dask", "distributed")))
 
 
 _installed: Future[_Installed] | None = None
@@ -112,8 +109,8 @@ def relevant() -> tuple[list[str], set[str]]:
     """The distributions to compare, and those among them the workers must have (not kernel machinery)."""
     installed = prepare().result()
     imported = {name.split(".")[0] for name in list(sys.modules)}
-    names = {_canonical(d) for module in imported for d in installed.by_module.get(module, [])}
-    names |= installed.local | {_canonical(n) for n in DISTRIBUTED_PACKAGES}
+    names = {canonical(d) for module in imported for d in installed.by_module.get(module, [])}
+    names |= installed.local | {canonical(n) for n in DISTRIBUTED_PACKAGES}
     needed = names - installed.machinery
     return sorted(names - (installed.local & installed.machinery)), needed
 
@@ -126,7 +123,7 @@ def compare(here: dict[str, Any], there: dict[str, dict[str, Any]], needed: set[
             theirs = packages.get(name)
             if mine is None or theirs == mine or name in found:
                 continue
-            if theirs is None and _canonical(name) not in needed and name != "python":
+            if theirs is None and canonical(name) not in needed and name != "python":
                 continue  # the kernel's own machinery
             found[name] = Mismatch(name, str(mine), str(theirs or ABSENT))
     return [found[name] for name in sorted(found)]
@@ -136,7 +133,7 @@ def mismatches(client: Any, excluded: list[str] | tuple[str, ...] = ()) -> list[
     """What differs between this kernel and the cluster ``client`` is connected to (scheduler and workers);
     the ``excluded`` distributions (the profile's ``software.exclude``) may be missing there."""
     names, needed = relevant()
-    needed = needed - {_canonical(n) for n in excluded}
+    needed = needed - {canonical(n) for n in excluded}
     reply = client.get_versions(check=False, packages=names)
     mine = reply["client"]["packages"]
     here = {"python": ".".join(str(p) for p in sys.version_info[:2]), **{n: mine.get(n) for n in names}}

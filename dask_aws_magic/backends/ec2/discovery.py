@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...aws.identity import owner
-from ...aws.manifest import Manifest, Unproven
+from ...aws.manifest import Manifest
 from ...aws.scopes import LIST_ATTEMPTS, Scope, current_endpoint, search, shared
 from ...aws.session import default_region
 from ...aws.tags import (
@@ -34,7 +34,7 @@ from ...aws.tags import (
 from ...core.errors import DaskAwsMagicError
 from ..base import Discovered, Discovery, Unverified
 from ..dask_commands import endpoints
-from ..proof import Proofs, reason
+from ..proof import Proofs
 from . import instances
 from .model import EC2Resources
 
@@ -170,14 +170,9 @@ def _verify(scope: Scope, backend: str, cluster_id: str, things: _Tagged,
     manifest, why = None, ""
     doubtful = [r for r in things.instances + things.groups if not by_record(r)]
     if doubtful:
-        try:
-            manifest = proofs.manifest(cluster_id, lambda m: all(_proves(m, r) for r in doubtful))
-            why = (f"the manifest of {manifest.cluster} ({cluster_id}) does not list them: someone put its tags on "
-                   "resources it never launched (instances with another ClientToken, groups of another name)")
-            if manifest.backend != backend:
-                why, manifest = f"the manifest of {cluster_id} is of the {manifest.backend} backend", None
-        except Unproven as exc:
-            why = reason(exc)
+        manifest, why = proofs.covering(cluster_id, backend, lambda m: all(_proves(m, r) for r in doubtful),
+                                        "resources it never launched (instances with another ClientToken, groups "
+                                        "of another name)")
     proven = [r for r in things.instances + things.groups
               if by_record(r) or (manifest is not None and _proves(manifest, r))]
     unproven = [r for r in things.instances + things.groups if r not in proven]

@@ -21,6 +21,7 @@ from ...core.errors import AwsError, LaunchError
 from .. import dask_commands, data_identity, keeper, software_sync
 from ..base import BackendDefaults, Context, Discovery, Plan, Poll, Unverified
 from ..dask_commands import endpoints
+from ..proof import for_down as proof_for_down
 from ..proof import made_here
 from ..proof import read as read_manifest
 from ..teardown import Teardown
@@ -430,12 +431,7 @@ class _ECSTasks:
         names = infra.names(record.name, record.cluster_id)
         keeper.stop(record, model.keeper)
         unproven: list[str] = []  # carry this cluster's tags, but nothing proves them its own: left alone
-        with aws(f"reading the manifest of {record.name} in {scope.describe()}"):
-            proof, why = self._manifest(record)
-        if proof is None and not made_here(record):
-            raise AwsError(f"Nothing of {record.name} ({record.cluster_id}) was removed: {why}, so nothing "
-                           "proves its resources are yours. Remove them by their ids, knowingly, with "
-                           "`down --unverified ID ...` (`list` shows them).")
+        proof, why = proof_for_down(scope, record, scope.describe())
         with aws(f"reaching the AWS account of {record.name} in {scope.describe()}"):
             ecs, ec2 = scope.client("ecs"), scope.client("ec2")
         cluster = model.ecs_cluster or names["cluster"]

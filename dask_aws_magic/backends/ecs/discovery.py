@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...aws.manifest import Manifest, Unproven
+from ...aws.manifest import Manifest
 from ...aws.scopes import LIST_ATTEMPTS, Scope, shared
 from ...aws.tags import (
     TAG_BACKEND,
@@ -24,7 +24,7 @@ from ...aws.tags import (
 from ..base import Discovered, Discovery, Unverified
 from ..dask_commands import endpoints
 from ..ec2.discovery import gather, scope_of, scopes_in_use
-from ..proof import Proofs, reason
+from ..proof import Proofs
 from . import tasks
 from .model import ECSResources
 
@@ -220,14 +220,8 @@ def _verify(scope: Scope, backend: str, cluster_id: str, things: _Tagged, proofs
 
     doubtful = [(k, key, g) for k, key, g in items if not by_record(k, key)]
     if doubtful:
-        try:
-            manifest = proofs.manifest(cluster_id, lambda m: all(proven_by(m, *d) for d in doubtful))
-            why = (f"the manifest of {manifest.cluster} ({cluster_id}) does not list them: someone put its tags on "
-                   "resources it never made")
-            if manifest.backend != backend:
-                why, manifest = f"the manifest of {cluster_id} is of the {manifest.backend} backend", None
-        except Unproven as exc:
-            why = reason(exc)
+        manifest, why = proofs.covering(cluster_id, backend, lambda m: all(proven_by(m, *d) for d in doubtful),
+                                        "resources it never made")
     proven = [(k, key, g) for k, key, g in items
               if by_record(k, key) or (manifest is not None and proven_by(manifest, k, key, g))]
     unproven = [item for item in items if item not in proven]
