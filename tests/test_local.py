@@ -513,3 +513,17 @@ def test_two_live_clusters_with_one_name_are_both_listed_and_stopped(home):
     finally:
         other.kill()
         other.wait(10)
+
+
+def test_stopping_two_clusters_in_the_order_they_started_leaves_dask_working(home):
+    import dask
+
+    first = dam.up("local", name="first", workers=1, progress=False)
+    second = dam.up("local", name="second", workers=1, progress=False)
+    assert dask.delayed(sum)([1, 2]).compute() == 3  # on the second, the default client
+    first.down()
+    assert dask.delayed(sum)([1, 2]).compute() == 3
+    second.down()
+    # distributed alone leaves `scheduler: dask.distributed` here, with no client: every compute fails
+    assert dask.config.get("scheduler", None) is None
+    assert dask.delayed(sum)([1, 2]).compute() == 3

@@ -130,8 +130,14 @@ class ClusterHandle:
             self._refresher.stop()
             self._refresher = None
         if self._client is not None:
+            from distributed.client import _get_global_client
+
             self._client.close()
             self._client = None
+            # distributed restores the config of when a client opened: closing two in the order they opened
+            # leaves `scheduler: dask.distributed` with no client, and every .compute() fails.
+            if _get_global_client() is None and dask.config.get("scheduler", None) == "dask.distributed":
+                dask.config.set(scheduler=None)
         if dask.config.get("scheduler-address", None) == self.scheduler_address:
             dask.config.set({key: None for key in self._config()})
         self._disconnect_cluster()
