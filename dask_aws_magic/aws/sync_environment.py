@@ -316,6 +316,7 @@ def main(bucket, key, role, folder):
             f"({time.monotonic() - started:.1f} s)")
         return 0
     archive_key = f"envs/{key}/archives/{fingerprint(versions)}.tar"
+    compared = time.monotonic() - started
     reply = s3.get(archive_key, stream=True)
     if reply is not None:
         try:
@@ -326,7 +327,8 @@ def main(bucket, key, role, folder):
             shutil.rmtree(site, ignore_errors=True)
         else:
             say(f"fetched the environment archive ({size / 2**20:.1f} MB) for {len(wanted) + len(wheels)} "
-                f"missing package(s) in {time.monotonic() - started:.1f} s")
+                f"missing package(s) in {time.monotonic() - started:.1f} s (lock read and compared in "
+                f"{compared:.1f} s)")
             return 0
     say(f"installing {len(wanted)} missing package(s), {len(wheels)} local wheel(s)"
         + (f" and {len(extras)} from software.pip" if extras else ""))
