@@ -1,7 +1,9 @@
-"""What forwarding the data credentials costs `up`, in the AWS sandbox: the same profile with
-`data.credentials: none` (the baseline) and `forward` scoped by `data.s3` (one STS call before
-launch, then the scheduler and worker plugins registered through a short TLS client), each until a
-client is connected and every worker joined, interleaved in the same run.
+"""A breakdown, not a comparison: the seconds forwarding the data credentials adds to our own `up`, in the
+AWS sandbox: the same profile with `data.credentials: none` and with `forward` scoped by `data.s3` (one STS
+call before launch, then the scheduler and worker plugins registered through a short TLS client), each
+until a client is connected and every worker joined, interleaved in the same run. How `up` compares with
+what a user could do without us is bench_ec2_ready.py and bench_ecs_ready.py (a bare launch), where
+forwarding is on, as it is by default.
 
 Also the cost of one renewal (STS + registration on a running cluster), as a kernel's refresher pays it.
 Run: python benchmarks/bench_data_credentials.py [BACKEND] [ROUNDS]
@@ -44,7 +46,7 @@ def main() -> None:
             forwarding.append(time_ours(2, "forward"))
         b, f = statistics.median(baseline), statistics.median(forwarding)
         print(f"{backend}, 2 workers, median of {rounds}: none {b:5.2f} s | forward {f:5.2f} s "
-              f"(ratio {f / b:4.2f}, {f - b:+.2f} s)")
+              f"(forwarding adds {f - b:+.2f} s, {f / b:4.2f}x of our own up without it)")
 
         import dask_aws_magic as dam
         from dask_aws_magic.core import forwarding as fw
