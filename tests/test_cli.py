@@ -47,3 +47,13 @@ def test_errors_are_one_line_and_exit_nonzero(home):
 def test_help(home):
     result = cli("--help")
     assert result.returncode == 0 and "profiles" in result.stdout and "plan" in result.stdout
+
+
+def test_python_dash_m_runs_the_terminal_command(home):
+    # a kernel's environment often has no console script on its PATH
+    result = subprocess.run([sys.executable, "-m", "dask_aws_magic", "profiles"], capture_output=True, text=True,
+                            env=os.environ, timeout=120)
+    assert result.returncode == 0 and "local" in result.stdout, result.stderr
+    result = subprocess.run([sys.executable, "-m", "dask_aws_magic", "status", "nothing-here"], capture_output=True,
+                            text=True, env=os.environ, timeout=120)
+    assert result.returncode != 0 and "nothing-here" in result.stderr and "Traceback" not in result.stderr
