@@ -18,18 +18,11 @@ import dask_aws_magic as dam
 from dask_aws_magic.core import lifecycle, registry
 from dask_aws_magic.core.errors import DaskAwsMagicError, Interrupted, LaunchError, ProfileError, WaitTimeout
 
-from .conftest import assert_private, assert_refuses_strangers, aws_sandbox, cancel_at
+from .conftest import FARGATE_PROFILE, assert_private, assert_refuses_strangers, aws_sandbox, cancel_at
 
 pytestmark = pytest.mark.sandbox
 
-FARGATE = """\
-backend: fargate
-region: us-east-1
-worker: {count: 2}
-ecs:
-  scheduler: {cpu: 0.5, memory: 1GiB}
-  worker: {cpu: 1, memory: 2GiB}
-"""
+FARGATE = FARGATE_PROFILE.replace("count: 1", "count: 2")
 ECS = """\
 backend: ecs
 region: us-east-1

@@ -27,6 +27,7 @@ from dask_aws_magic.core import versions
 from dask_aws_magic.core.errors import LaunchError, ProfileError
 
 from .conftest import aws_sandbox
+from .test_kernel import outputs
 
 pytestmark = pytest.mark.sandbox
 
@@ -101,18 +102,6 @@ def kernel_env(tmp_path_factory):
     return {"python": python, "jupyter_path": str(base / "share"), "project": project}
 
 
-def _outputs(cell) -> str:
-    text = []
-    for out in cell.outputs:
-        if out.output_type == "stream":
-            text.append(out.text)
-        elif "data" in out:
-            text.append(out.data.get("text/plain", ""))
-        elif out.output_type == "error":
-            text.append(f"{out.ename}: {out.evalue}")
-    return "\n".join(text)
-
-
 @pytest.mark.kernel
 @pytest.mark.timeout(420)
 def test_the_kernels_editable_package_reaches_the_workers_and_the_second_up_fetches_one_archive(
@@ -129,7 +118,7 @@ def test_the_kernels_editable_package_reaches_the_workers_and_the_second_up_fetc
             cell = nbformat.v4.new_code_cell(textwrap.dedent(source))
             notebook.cells.append(cell)
             client.execute_cell(cell, len(notebook.cells) - 1)
-            return _outputs(cell)
+            return outputs(cell)
 
         run(f"""\
             %load_ext dask_aws_magic
