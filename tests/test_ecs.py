@@ -211,6 +211,20 @@ def test_fargate_spot_worker_reclaimed_is_replaced(sb):
     handle.down()
 
 
+def test_a_keeper_started_before_the_scheduler_has_an_address_waits(monkeypatch):
+    # The keeper starts while `up` still waits for the scheduler; it died asking `tcp://None` (TLS refused it).
+    from dask_aws_magic.backends import keeper
+    from dask_aws_magic.core import connection
+
+    def never(*args, **kwargs):
+        raise RuntimeError("encryption required by Dask configuration, refusing communication from/to 'tcp://None'")
+
+    monkeypatch.setattr(connection, "identity", never)
+    monkeypatch.setattr(connection, "security_of", lambda record: None)
+    record = registry.ClusterRecord(name="fg", cluster_id="dam-0123456789ab", backend="fargate", profile="fg")
+    assert keeper._workers(record) is None
+
+
 def test_without_tls(sb):
     handle = dam.up("fg", overrides={"network.tls": False}, progress=False)
     assert handle.scheduler_address.startswith("tcp://")

@@ -73,10 +73,13 @@ class _Context:
 
 
 def _workers(record: ClusterRecord) -> int | None:
-    """How many workers the scheduler has (None when it does not answer)."""
+    """How many workers the scheduler has (None when it does not answer, or has no address yet: the keeper
+    starts while `up` still waits for the scheduler)."""
     from ..core.connection import identity, security_of
     from ..core.errors import DaskAwsMagicError
 
+    if not record.scheduler_address:
+        return None
     try:
         answer = identity(str(record.scheduler_address), security_of(record), timeout=3.0)
     except DaskAwsMagicError:
