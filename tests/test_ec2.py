@@ -240,12 +240,13 @@ def test_failed_boot_fails_fast_with_console_output(sb):
 
 def test_user_data_that_never_starts_a_scheduler_times_out_cleanly(sb):
     # With no usable PATH the script can neither run Python nor power off: the instance stays
-    # up doing nothing, as a broken image would, until `up` gives up and removes it.
-    # The timeout counts planning and launching too (about 2 s in a fresh sandbox), then each probe of
-    # the silent scheduler takes up to 2 s: 8 s leaves room for a poll that sees every instance running.
+    # up doing nothing, as a broken image would, until `up` gives up and removes it. How many
+    # instances were running by then depends on the machine's load, so the count is not pinned:
+    # the error must name the last state it saw, and nothing may be left.
     with pytest.raises(WaitTimeout, match="did not become ready within 8 s.*torn down") as info:
         dam.up("ec2-test", overrides={"software.env": {"PATH": "/nonexistent"}}, timeout=8, progress=False)
-    assert "instances 3/3 running" in str(info.value)
+    assert re.search(r"last state: instances [0-3]/3 running", str(info.value)), info.value
+    assert not sb.resources()
 
 
 def test_instance_terminated_mid_boot(sb):
