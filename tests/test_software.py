@@ -327,6 +327,26 @@ def test_the_lock_builds_local_projects_and_lists_what_cannot_be_reproduced(tmp_
                             wheel_dir=str(tmp_path / "wheels")).key != changed.key
 
 
+def test_metadata_read_from_headers_matches_importlib(tmp_path):
+    # Nodes and the kernel read every distribution's METADATA header lines instead of importlib's email
+    # parser (ten times slower): both must agree on every distribution installed here. A header folded over
+    # two lines is unfolded (importlib keeps the fold), and a description that looks like a header is not one.
+    from importlib import metadata
+
+    seen = 0
+    for dist in metadata.distributions():
+        assert sync_environment.core_metadata(dist) == (dist.metadata["Name"], dist.version,
+                                                        list(dist.requires or [])), dist.metadata["Name"]
+        seen += 1
+    assert seen > 50
+    info = tmp_path / "folded-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: folded\nVersion: 1.0\nRequires-Dist: a>=1;\n"
+                                   ' python_version < "4"\nRequires-Dist: b\n\nName: not-this\nRequires-Dist: c\n')
+    folded = sync_environment.core_metadata(metadata.PathDistribution(info))
+    assert folded == ("folded", "1.0", ['a>=1; python_version < "4"', "b"])
+
+
 def test_plan_lists_what_cannot_be_reproduced(sb, home, tmp_path, monkeypatch):
     site = tmp_path / "site"
     _dist(site, "condapkg", "4.0", installer="conda")

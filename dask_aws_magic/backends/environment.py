@@ -115,9 +115,11 @@ def _distributions(paths: list[str] | None) -> dict[str, _Dist]:
     """The distributions visible on ``paths`` (sys.path by default), first found wins as for imports."""
     from importlib import metadata
 
+    from ..aws.sync_environment import core_metadata
+
     found: dict[str, _Dist] = {}
     for dist in metadata.distributions(path=paths if paths is not None else sys.path):
-        name = dist.metadata["Name"]
+        name, version, requires = core_metadata(dist)
         if not name or canonical(name) in found:
             continue
         text = dist.read_text("direct_url.json")
@@ -126,9 +128,8 @@ def _distributions(paths: list[str] | None) -> dict[str, _Dist]:
         except ValueError:
             direct = None
         root = str(getattr(dist, "_path", ""))
-        found[canonical(name)] = _Dist(name=name, version=dist.version, installer=(dist.read_text("INSTALLER") or "")
-                                       .strip(), direct_url=direct, requires=list(dist.requires or []),
-                                       files_root=root)
+        found[canonical(name)] = _Dist(name=name, version=version, installer=(dist.read_text("INSTALLER") or "")
+                                       .strip(), direct_url=direct, requires=requires, files_root=root)
     return found
 
 
@@ -150,12 +151,15 @@ def _wanted_elsewhere_only(dists: dict[str, _Dist], python: str, arch: str) -> d
     elsewhere: dict[str, str] = {}
     for dist in dists.values():
         for text in dist.requires:
+            if ";" not in text:  # no marker: needed everywhere (most requirements; parsing them costs)
+                needed_here.add(canonical(re.split(r"[\s\[(<>=!~@]", text, maxsplit=1)[0]))
+                continue
+            if "extra" in text.split(";", 1)[1]:
+                continue  # an extra's requirement says nothing about the platform
             try:
                 req = Requirement(text)
             except InvalidRequirement:
                 continue
-            if req.marker is not None and "extra" in str(req.marker):
-                continue  # an extra's requirement says nothing about the platform
             name = canonical(req.name)
             if req.marker is None or req.marker.evaluate(node):
                 needed_here.add(name)
