@@ -25,7 +25,7 @@ def cluster_processes(home: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "distributed.cli" not in cmdline and "dask_aws_magic.core.adaptive" not in cmdline:
+        if "distributed.cli" not in cmdline and "dask_aws_magic.core.adaptor" not in cmdline:
             continue
         try:
             env = proc.environ()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dask_aws_magic.core import profiles
+from dask_aws_magic.core import profiles, units
 from dask_aws_magic.core.errors import InvalidName, ProfileError
 from dask_aws_magic.core.naming import check_name
 
@@ -46,8 +46,8 @@ def test_overrides_are_typed(home):
     assert loaded.data["network"]["tls"] is False
     assert loaded.data["lifecycle"]["idle_timeout"] == "20m"
     assert loaded.data["software"]["pip"] == ["pandas", "pyarrow"]
-    assert profiles.parse_duration("20m") == 1200
-    assert profiles.parse_memory("2GiB") == 2 * 2**30
+    assert units.parse_duration("20m") == 1200
+    assert units.parse_memory("2GiB") == 2 * 2**30
 
 
 def test_unknown_profile_suggests(home):
@@ -136,7 +136,7 @@ def test_values_that_reach_the_user_data_shell_are_checked(home, override):
 def test_string_fields_keep_what_was_typed(home):
     loaded = profiles.load("local", ["software.python=3.10", "lifecycle.idle_timeout=off"])
     assert loaded.data["software"]["python"] == "3.10"  # not the float 3.1
-    assert profiles.parse_duration(loaded.data["lifecycle"]["idle_timeout"]) == 0
+    assert units.parse_duration(loaded.data["lifecycle"]["idle_timeout"]) == 0
 
 
 @pytest.mark.parametrize(("override", "message"), [

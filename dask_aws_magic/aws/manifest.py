@@ -24,9 +24,9 @@ from typing import Any
 
 from ..core.errors import AwsError
 from .errors import error_code
+from .secrets import IDENTITY_KEYS, client_secret_name
 
 VERSION = 1
-IDENTITY_KEYS = ("ca", "cert", "key")  # the client's TLS identity, beside the manifest in the same secret
 TOKEN_SUFFIX = re.compile(r"^-\d+-(spot|on-demand)$")  # what instances.run adds to a token base per attempt
 MISSING = ("ResourceNotFoundException",)
 REFUSED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
@@ -100,8 +100,6 @@ def _str_lists(mapping: Any) -> bool:
 
 def secret_name(cluster_id: str) -> str:
     """The manifest lives in the cluster's client secret."""
-    from .secrets import client_secret_name
-
     return client_secret_name(cluster_id)
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 PREFIX = "dask-aws-magic"
 HOURLY_COST = 0.40 / 730  # USD per secret: 0.40 a month, prorated by the hour
 NODE_ROLES = ("scheduler", "worker")
+IDENTITY_KEYS = ("ca", "cert", "key")  # the client's TLS identity, beside the manifest in the client secret
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` would take "A\n"
@@ -95,7 +96,6 @@ def client_identity(sm: Any, cluster: str, cluster_id: str, client_secret: str |
     """The client's identity of a cluster whose record came from elsewhere (tags, another machine): read
     from its client secret with the caller's credentials, never from what the nodes were given."""
     from ..core.errors import AwsError
-    from .manifest import IDENTITY_KEYS
     from .session import aws
 
     name = client_secret or client_secret_name(cluster_id)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import paths
 from ..core.processes import TAG_HOME, create_time, is_mine, listens, running, stop_groups
-from ..core.profiles import parse_duration, parse_memory
+from ..core.units import parse_duration, parse_memory
 from . import dask_commands
 from .base import BackendDefaults, Context, Discovered, Discovery, Plan, PlannedResource, Poll
 

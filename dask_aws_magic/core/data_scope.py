@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProfileError
+from .units import parse_duration
 
 MODES = ("forward", "role", "none")
 DEFAULT_LIFETIME = 3600.0  # seconds each set of forwarded credentials lives (renewed at half)
@@ -105,7 +106,6 @@ def check(data: dict[str, Any], source: str) -> None:
                            "data, or use `data.credentials: forward` (your own identity, short-lived).")
     lifetime = section.get("lifetime")
     if lifetime is not None:
-        from .profiles import parse_duration
 
         seconds = parse_duration(lifetime)
         if not LIFETIME_RANGE[0] <= seconds <= LIFETIME_RANGE[1]:
@@ -116,7 +116,6 @@ def check(data: dict[str, Any], source: str) -> None:
 
 def lifetime(data: dict[str, Any]) -> float:
     """Seconds each set of forwarded credentials is asked to live (AWS may give less)."""
-    from .profiles import parse_duration
 
     value = (data.get("data") or {}).get("lifetime")
     return parse_duration(value) if value is not None else DEFAULT_LIFETIME

@@ -17,7 +17,7 @@ import click
 
 logger = logging.getLogger("dask_aws_magic.idle")
 CHECK_EVERY = 5.0
-ADAPTOR_CLIENT = "dask-aws-magic-adaptor"  # the name adaptive.py gives its client
+ADAPTOR_CLIENT = "dask-aws-magic-adaptor"  # the name adaptor.py gives its client
 
 
 def busy(scheduler) -> bool:

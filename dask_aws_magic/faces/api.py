@@ -15,7 +15,8 @@ from ..core import inventory, lifecycle
 from ..core.errors import DaskAwsMagicError
 from ..core.operation import Operation, follow
 from ..core.registry import ClusterRecord
-from .handle import ClusterHandle, close_handles, connected_handle
+from .handle import ClusterHandle, close_handles
+from .handle import attach as attached
 
 
 def _follow(operation: Operation, title: str, progress: bool) -> Any:
@@ -60,10 +61,7 @@ def up(
 def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
     """Connect to the running cluster ``name`` (started by any kernel, the terminal or a server).
     A cluster this process is already connected to keeps its one client."""
-    record = inventory.answering(name)
-    handle = connected_handle(record.cluster_id) or ClusterHandle(record)
-    handle.connect(timeout=timeout)
-    return handle
+    return attached(name, timeout=timeout)
 
 
 def down(name: str | Iterable[str] | None = None, *, all: bool = False, owner: str | None = None,

@@ -232,3 +232,14 @@ def close_handles(name: str | None = None) -> None:
     for handle in list(_open):
         if name is None or handle.name == name:
             handle.close()
+
+
+def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
+    """Connect to the running cluster ``name`` (started by any kernel, the terminal or a server).
+    A cluster this process is already connected to keeps its one client."""
+    from ..core import inventory
+
+    record = inventory.answering(name)
+    handle = connected_handle(record.cluster_id) or ClusterHandle(record)
+    handle.connect(timeout=timeout)
+    return handle

@@ -17,7 +17,7 @@ import ipywidgets as w
 from ..core import inventory, lifecycle
 from ..core.errors import DaskAwsMagicError
 from ..core.operation import Operation
-from .handle import close_handles
+from .handle import attach, close_handles
 from .panel_launcher import Launcher
 from .panel_progress import OperationView
 from .panel_runtime import Background, Ticker, explain, note_html
@@ -85,9 +85,7 @@ class Panel(w.VBox):
     # -- what the rows ask for -----------------------------------------------------------------
     def connect(self, name: str) -> str:
         """Connect this kernel to ``name``; the client goes into the namespace under the magics' ``client_var``."""
-        from . import api
-
-        handle = api.attach(name)
+        handle = attach(name)
         self.handles[name] = handle
         var = self.client_var()
         magics = self._magics()

@@ -13,11 +13,17 @@ from .task_metadata import TaskMetadataServer
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 
 
+class StartFailure(Exception):
+    """Why a task cannot start (its stop code and reason)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
 def task_role_environment(metadata: TaskMetadataServer, backend: Any, definition: Any, task: Any) -> dict[str, str]:
     """The variables that give the task's containers its task role (none without one); a role that does
     not exist or does not trust ECS tasks fails the task's start, as on ECS."""
-    from .tasks import StartFailure
-
     arn = getattr(definition, "task_role_arn", None)
     if not arn:
         return {}

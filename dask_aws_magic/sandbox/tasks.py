@@ -31,7 +31,7 @@ from ._patch import Patches
 from .emulator import _write_shims
 from .process import kill_groups, live_groups, signal_group, spawn
 from .task_metadata import TaskMetadataServer
-from .task_roles import task_role_environment
+from .task_roles import StartFailure, task_role_environment
 from .userdata import decode_user_data
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,6 @@ ECS_CLUSTER_LINE = re.compile(rb"ECS_CLUSTER=([A-Za-z0-9_-]+)")
 PUBLIC_IMAGES = ("ghcr.io/dask/dask:", "daskdev/dask:", "docker.io/daskdev/dask:")
 ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+)")
 SPOT_REASON = "Your Spot Task was interrupted."
-
-
-class StartFailure(Exception):
-    """Why a task cannot start (its stop code and reason)."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
 
 
 @dataclass

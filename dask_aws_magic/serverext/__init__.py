@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-NAMESPACE = "dask-aws-magic"
-
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "dask_aws_magic.serverext"}]
@@ -18,7 +16,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(server_app: Any) -> None:
     """Register the handlers with the server's web application."""
     from .proxy import DaskAwsMagicProxy
-    from .routes import register
+    from .routes import NAMESPACE, register
 
     settings = DaskAwsMagicProxy(config=server_app.config)
     server_app.web_app.settings["dask_aws_magic_proxy"] = settings

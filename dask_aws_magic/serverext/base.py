@@ -13,6 +13,7 @@ from tornado.web import HTTPError
 from ..core.errors import ClusterNotFound, DaskAwsMagicError
 from . import bodies
 from .operations import STORE, OperationStore
+from .survey import SURVEY
 
 T = TypeVar("T")
 
@@ -45,8 +46,6 @@ class BaseHandler(APIHandler):
 
     def accepted(self, operation: Any) -> None:
         """Answer 202 with the operation just started and the URL that follows it."""
-        from .handlers import SURVEY
-
         SURVEY.forget()
         url = f"{self.base_url.rstrip('/')}/dask-aws-magic/operations/{operation.id}"
         self.set_header("Location", url)

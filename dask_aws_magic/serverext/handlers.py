@@ -10,39 +10,12 @@ import tornado.iostream
 import tornado.web
 
 from ..core import inventory, lifecycle, paths
-from ..core.inventory import Survey
 from . import bodies, models
 from .base import BaseHandler
 from .operations import describe
+from .survey import SURVEY
 
 STREAM_INTERVAL = 0.25  # seconds between two looks at an operation's events when streaming
-SURVEY_TTL = 1.0  # sidebars polling at once share one survey (the registry, each scheduler) per this many seconds
-
-
-class _SharedSurvey:
-    """One survey of the server's shared inventory at a time (AWS asked at most every 30 s and after an
-    action, each scheduler at every survey), its answer reused by requests within ``SURVEY_TTL``."""
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._answer: Survey | None = None
-        self._at = 0.0
-
-    async def get(self, handler: BaseHandler) -> Survey:
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            if self._answer is None or loop.time() - self._at > SURVEY_TTL:
-                self._answer = await handler.core(inventory.shared().survey)
-                self._at = loop.time()
-            return self._answer
-
-    def forget(self) -> None:
-        """After a change made here (launch, scale, shut down): the next survey asks AWS again."""
-        self._answer = None
-        inventory.shared().changed()
-
-
-SURVEY = _SharedSurvey()
 
 
 class ProfilesHandler(BaseHandler):

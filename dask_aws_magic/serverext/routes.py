@@ -6,8 +6,9 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from . import NAMESPACE, handlers, proxy
+from . import handlers, proxy
 
+NAMESPACE = "dask-aws-magic"  # the API's path under the server's base URL
 NAME = r"(?P<name>[^/]+)"
 OP = r"(?P<op_id>op-[0-9a-f]+)"
 

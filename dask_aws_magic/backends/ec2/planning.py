@@ -11,7 +11,7 @@ from ...aws.network import PortRange
 from ...aws.scopes import current_endpoint
 from ...aws.session import credentials_available, default_region
 from ...core.errors import AwsError
-from ...core.profiles import parse_duration, parse_memory
+from ...core.units import parse_duration, parse_memory
 from .. import dask_commands, software_sync
 from ..base import Plan, PlannedResource
 from . import lookups

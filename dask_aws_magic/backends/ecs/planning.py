@@ -12,7 +12,7 @@ from ...aws.network import PortRange, caller_cidr, check_cidr
 from ...aws.scopes import current_endpoint
 from ...aws.session import aws, client
 from ...core.errors import ProfileError
-from ...core.profiles import parse_duration, parse_memory
+from ...core.units import parse_duration, parse_memory
 from .. import dask_commands, software_sync
 from ..base import Plan, PlannedResource
 from ..ec2 import placement

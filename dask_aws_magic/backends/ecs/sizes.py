@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...core.errors import ProfileError
-from ...core.profiles import parse_memory
+from ...core.units import parse_memory
 
 MIB = 2**20
 # vCPU -> the memory sizes (MiB) Fargate accepts with it: (first, last, step).
