@@ -527,3 +527,25 @@ def test_stopping_two_clusters_in_the_order_they_started_leaves_dask_working(hom
     # distributed alone leaves `scheduler: dask.distributed` here, with no client: every compute fails
     assert dask.config.get("scheduler", None) is None
     assert dask.delayed(sum)([1, 2]).compute() == 3
+
+
+def test_down_goes_on_when_the_client_of_a_dead_scheduler_fails_to_close(home, monkeypatch):
+    # A client whose scheduler died (max_lifetime, idle timeout, a reclaimed instance) keeps reconnecting,
+    # and distributed's close() re-raises what its last attempt hit (seen: tornado's "IOStream is not idle;
+    # cannot convert to SSL"). That must never stop `down` from removing the cluster.
+    from distributed import Client
+
+    handle = dam.up("local", name="dying", workers=1, progress=False)
+    assert handle.client.submit(lambda: 1).result() == 1
+    processes = pids("dying")
+    os.kill(processes[0], signal.SIGKILL)  # the scheduler
+    original = Client.close
+
+    def failing_close(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise ValueError("IOStream is not idle; cannot convert to SSL")
+
+    monkeypatch.setattr(Client, "close", failing_close)
+    assert any("dying" in line for line in handle.down())
+    assert registry.get("dying") is None
+    assert gone(processes)

@@ -7,6 +7,7 @@ never does this (a Jupyter server process that starts clusters must not).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,10 @@ class ClusterHandle:
         if self._client is not None:
             from distributed.client import _get_global_client
 
-            self._client.close()
+            # distributed re-raises a dead scheduler's last reconnect error ("IOStream is not idle"): the
+            # client is discarded all the same, and nothing may stop a `down` that follows.
+            with contextlib.suppress(Exception):
+                self._client.close()
             self._client = None
             # distributed restores the config of when a client opened: closing two in the order they opened
             # leaves `scheduler: dask.distributed` with no client, and every .compute() fails.
