@@ -486,3 +486,26 @@ def test_spot_prices_are_those_in_effect(sb: Sandbox) -> None:
     prices = {(h["InstanceType"], h["AvailabilityZone"]): h["SpotPrice"] for h in now["SpotPriceHistory"]}
     assert prices[("m6i.large", "us-east-1a")] == "0.050000" and prices[("m6i.large", "us-east-1b")] == "0.032000"
     assert not any(t == "t3.medium" for t, _ in prices)
+
+
+def test_enforced_iam_checks_bodiless_requests_signatures_as_aws_does(sb):
+    # A REST GET (EFS) has no body: its signature covers an empty payload. moto hashed the parsed query
+    # (or headers) instead and refused every such call; a wrong key must still be refused.
+    from .conftest import iam_user
+
+    iam_user(sb, "efs-admin", "AdministratorAccess")
+    iam_user(sb, "nobody")
+    efs = boto3.Session(profile_name="efs-admin").client("efs")
+    fs = efs.create_file_system(CreationToken="t")["FileSystemId"]
+    try:
+        with sb.enforce_iam():
+            assert efs.describe_mount_targets(FileSystemId=fs)["MountTargets"] == []
+            assert [f["FileSystemId"] for f in efs.describe_file_systems()["FileSystems"]] == [fs]
+            with pytest.raises(ClientError, match="AccessDenied|not authorized"):
+                boto3.Session(profile_name="nobody").client("efs").describe_file_systems()
+            keys = boto3.Session(profile_name="efs-admin").get_credentials()
+            forged = boto3.client("efs", aws_access_key_id=keys.access_key, aws_secret_access_key="x" * 40)
+            with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
+                forged.describe_mount_targets(FileSystemId=fs)
+    finally:
+        efs.delete_file_system(FileSystemId=fs)

@@ -112,6 +112,7 @@ class Sandbox:
         from .emulator import InstanceEmulator
         from .faults import Delays, Rules
         from .iam import (
+            patch_empty_body_signatures,
             patch_managed_policies,
             patch_secret_policies,
             patch_secret_resources,
@@ -130,6 +131,7 @@ class Sandbox:
         patch_secret_resources(patches)
         patch_secret_policies(patches)
         patch_tagging_actions(patches)
+        patch_empty_body_signatures(patches)
         self._sts = TemporaryCredentials(self._credential_lifetime)
         self._sts.patch(patches)
         patch_policy_evaluation(patches, self._sts)

@@ -115,6 +115,23 @@ def patch_tagging_actions(patches: Patches) -> None:
                 _authenticate_and_authorize_normal_action)
 
 
+
+def patch_empty_body_signatures(patches: Patches) -> None:
+    """With IAM enforced, check the signature of a request without a body (EFS's and every REST API's GETs)
+    over that empty body, as AWS does: moto hashes the request's parsed parameters in its place (for a GET,
+    its query or even its headers), so every such call failed with SignatureDoesNotMatch."""
+    from moto.iam.access_control import IAMRequestBase
+
+    original = IAMRequestBase._create_aws_request
+
+    def _create_aws_request(self: Any) -> Any:
+        request = original(self)
+        if not self._body:
+            request.data = b""
+        return request
+
+    patches.set(IAMRequestBase, "_create_aws_request", _create_aws_request)
+
 CONDITIONS = {  # operator -> (compare one value with one pattern, negated)
     "StringEquals": (lambda value, pattern: value == pattern, False),
     "StringNotEquals": (lambda value, pattern: value == pattern, True),
