@@ -77,9 +77,12 @@ def assert_private(home) -> None:
 
 
 @contextlib.contextmanager
-def aws_sandbox(home, profiles: dict[str, str], **options) -> Iterator[Sandbox]:
+def aws_sandbox(home, profiles: dict[str, str], *, iam: bool = True, **options) -> Iterator[Sandbox]:
     """The AWS sandbox (``Sandbox(**options)``), with ``profiles`` (name -> text) in the test's home. Fails the
-    test if anything is left on the emulated AWS, after a `down --all` so that one failure does not cascade."""
+    test if anything is left on the emulated AWS, after a `down --all` so that one failure does not cascade.
+
+    With ``iam`` (the default) IAM is enforced as AWS does, and the test acts as the user ``admin``
+    (AdministratorAccess): a call our code makes that AWS would refuse fails here too."""
     import dask_aws_magic as dam
     from dask_aws_magic.sandbox import Sandbox
 
@@ -90,7 +93,13 @@ def aws_sandbox(home, profiles: dict[str, str], **options) -> Iterator[Sandbox]:
         path.write_text(text)
         path.chmod(0o600)
     with Sandbox(**options) as sandbox:
-        yield sandbox
+        if iam:
+            iam_user(sandbox, "admin", "AdministratorAccess")
+            sandbox.reset_calls()  # the test counts its own calls
+            with acting_as("admin"), sandbox.enforce_iam():
+                yield sandbox
+        else:
+            yield sandbox
         leftovers = sandbox.resources()  # the software-sync bucket is not among them: a cache (sb.caches())
         if leftovers:
             with contextlib.suppress(Exception):
@@ -117,20 +126,28 @@ ecs:
 """
 
 
-def iam_user(sb, name: str, *policies: str, deny: list[str] | None = None) -> str:
-    """A credentials profile ``name`` of a user in the sandbox's default account, with the AWS-managed
-    ``policies`` attached and an inline policy denying the actions in ``deny``; the user's ARN."""
+def iam_user(sb, name: str, *policies: str, deny: list[str] | None = None, allow: list[str] | None = None,
+             region: str | None = None, account: str | None = ACCOUNT) -> str:
+    """A credentials profile ``name`` of a user in ``account`` (the sandbox's default; None: an account of
+    its own), with the AWS-managed ``policies`` attached and inline policies allowing the actions in
+    ``allow`` and denying those in ``deny``; the user's ARN. In another account the policies are attached
+    by that account's root user."""
     import json
 
     import boto3
 
-    sb.add_credentials_profile(name, account_id=ACCOUNT)
-    client = boto3.client("iam")
+    account = sb.add_credentials_profile(name, region=region, account_id=account)
+    if account == ACCOUNT:
+        client = boto3.client("iam")
+    else:
+        sb.add_credentials_profile(f"{name}-root", region=region, account_id=account, root=True)
+        client = boto3.Session(profile_name=f"{name}-root").client("iam")
     for policy in policies:
         client.attach_user_policy(UserName=f"sandbox-{name}", PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
-    if deny:
-        client.put_user_policy(UserName=f"sandbox-{name}", PolicyName="deny", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": deny, "Resource": "*"}]}))
+    for effect, actions in (("Allow", allow), ("Deny", deny)):
+        if actions:
+            client.put_user_policy(UserName=f"sandbox-{name}", PolicyName=effect.lower(), PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": effect, "Action": actions, "Resource": "*"}]}))
     return str(client.get_user(UserName=f"sandbox-{name}")["User"]["Arn"])
 
 
@@ -248,21 +265,10 @@ def cancel_at(start, stage: str, during=None):
 
 
 def sandbox_identity(sb, name, *policies, deny=None, allow=None):
-    """A credentials profile `name` in the sandbox's default account, with AWS-managed `policies`
-    attached, an inline policy allowing the actions in `allow` and one denying those in `deny`; its
-    boto3 session."""
-    import json
-
+    """:func:`iam_user`'s user in the sandbox's default account, as its boto3 session."""
     import boto3
 
-    sb.add_credentials_profile(name, account_id=ACCOUNT)
-    client = boto3.client("iam")
-    for policy in policies:
-        client.attach_user_policy(UserName=f"sandbox-{name}", PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
-    for effect, actions in (("Allow", allow), ("Deny", deny)):
-        if actions:
-            client.put_user_policy(UserName=f"sandbox-{name}", PolicyName=effect.lower(), PolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Effect": effect, "Action": actions, "Resource": "*"}]}))
+    iam_user(sb, name, *policies, deny=deny, allow=allow)
     return boto3.Session(profile_name=name)
 
 

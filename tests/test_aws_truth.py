@@ -19,7 +19,7 @@ from dask_aws_magic.core import registry
 from dask_aws_magic.core.errors import ClusterNotFound, ClusterUnreachable, DaskAwsMagicError
 from dask_aws_magic.faces import render
 
-from .conftest import EC2_PROFILE, FARGATE_PROFILE, acting_as, aws_sandbox, iam_user
+from .conftest import EC2_PROFILE, FARGATE_PROFILE, aws_sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -33,9 +33,7 @@ SPOT = EC2.replace("count: 1}", "count: 2, spot: true}")
 def sb(home):
     """The sandbox with IAM enforced, as a user with AdministratorAccess."""
     with aws_sandbox(home, {"t-ec2": EC2, "t-fg": FARGATE_PROFILE, "t-spot": SPOT}) as sandbox:
-        iam_user(sandbox, "admin", "AdministratorAccess")
-        with acting_as("admin"), sandbox.enforce_iam():
-            yield sandbox
+        yield sandbox
 
 
 def live_instances(cluster_id: str) -> list[dict]:

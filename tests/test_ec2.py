@@ -27,7 +27,7 @@ from dask_aws_magic.core.errors import (
     WaitTimeout,
 )
 
-from .conftest import assert_refuses_strangers, aws_sandbox, cancel_at
+from .conftest import assert_refuses_strangers, aws_sandbox, cancel_at, iam_user
 
 pytestmark = pytest.mark.sandbox
 
@@ -130,10 +130,10 @@ def test_user_data_small_and_free_of_credentials(sb, home):
         text = base64.b64decode(raw).decode()
         assert "-----BEGIN" not in text and "--tls-key" in text  # TLS on; the key comes from the secret
         assert len(text.encode()) < userdata.EC2_USER_DATA_LIMIT * 0.6
-        secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+        mine = boto3.Session().get_credentials().get_frozen_credentials()  # the test's user's keys
         for where in (text, (home / "clusters" / "ec2-test.json").read_text(), sb.console_output(scheduler)):
-            assert secret not in where and "AWS_SECRET_ACCESS_KEY" not in where
-            assert os.environ["AWS_ACCESS_KEY_ID"] not in where
+            assert mine.secret_key not in where and "AWS_SECRET_ACCESS_KEY" not in where
+            assert mine.access_key not in where
     finally:
         handle.down()
 
@@ -291,7 +291,7 @@ def test_idle_cluster_terminates_itself(sb):
 
 def test_max_lifetime_is_enforced_on_the_instances(sb):
     # Long enough for `up` to see the scheduler (software sync checks the image first), short for the test.
-    handle = dam.up("ec2-test", overrides={"lifecycle.max_lifetime": "8s"}, progress=False)
+    handle = dam.up("ec2-test", overrides={"lifecycle.max_lifetime": "12s"}, progress=False)
     cluster_id = handle.record.cluster_id
     deadline = time.monotonic() + 60
     while instances(cluster_id) and time.monotonic() < deadline:
@@ -423,7 +423,7 @@ def test_backend_defaults():
 
 
 def test_cluster_of_another_aws_profile_is_found_and_never_marked_dead(sb, home):
-    sb.add_credentials_profile("work", region="us-west-2")  # another account, which the default cannot see
+    iam_user(sb, "work", "AdministratorAccess", region="us-west-2", account=None)  # an account the default cannot see
     (home / "profiles" / "work.yaml").write_text("backend: ec2\nregion: us-west-2\naws_profile: work\n"
                                                   "worker: {count: 1}\n")
     handle = dam.up("work", progress=False)
@@ -446,7 +446,7 @@ def test_cluster_of_another_aws_profile_is_found_and_never_marked_dead(sb, home)
 
 
 def test_a_scope_that_cannot_be_listed_is_reported_never_hidden(sb, home):
-    sb.add_credentials_profile("eu", region="eu-west-1")
+    iam_user(sb, "eu", "AdministratorAccess", region="eu-west-1", account=None)
     (home / "profiles" / "eu.yaml").write_text("backend: ec2\nregion: eu-west-1\naws_profile: eu\nworker: {count: 1}\n")
     handle = dam.up("eu", progress=False)
     handle.close()
@@ -513,6 +513,7 @@ def test_cancel_during_the_run_instances_call(sb):
 def test_another_owners_cluster_is_listed_apart_and_left_alone_by_down_all(sb, home, monkeypatch):
     iam = boto3.client("iam")
     iam.create_user(UserName="bob")
+    iam.attach_user_policy(UserName="bob", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
     key = iam.create_access_key(UserName="bob")["AccessKey"]
     mine = dam.up("ec2-test", name="mine", progress=False)
     mine.close()

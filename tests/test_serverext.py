@@ -564,43 +564,41 @@ def aws_calls(sandbox) -> int:
 def test_the_list_is_exact_after_up_scale_and_down_and_aws_is_asked_at_most_every_30_s(api, home):
     """Issue 16 item 19: one inventory for the whole server, refreshed from AWS at most every 30 s and
     right after an action, each scheduler read at every look; `list` exact after every action."""
-    from .conftest import acting_as, aws_sandbox, iam_user
+    from .conftest import aws_sandbox
 
-    with aws_sandbox(home, {"side": SIDE_EC2}) as sandbox:
-        iam_user(sandbox, "admin", "AdministratorAccess")
-        with acting_as("admin"), sandbox.enforce_iam():
-            assert api("GET", "clusters")[1]["clusters"] == []
-            before = aws_calls(sandbox)
-            for _ in range(4):  # sidebars polling for seconds: the registry and schedulers are read, not AWS
-                api.loop.run_until_complete(_sleep(1.1))
-                assert api("GET", "clusters")[0] == 200
-            assert aws_calls(sandbox) == before
+    with aws_sandbox(home, {"side": SIDE_EC2}) as sandbox:  # IAM enforced, as the user admin
+        assert api("GET", "clusters")[1]["clusters"] == []
+        before = aws_calls(sandbox)
+        for _ in range(4):  # sidebars polling for seconds: the registry and schedulers are read, not AWS
+            api.loop.run_until_complete(_sleep(1.1))
+            assert api("GET", "clusters")[0] == 200
+        assert aws_calls(sandbox) == before
 
-            up = follow(api, api("POST", "clusters", {"profile": "side", "name": "side"}))
-            assert up["state"] == "succeeded", up
+        up = follow(api, api("POST", "clusters", {"profile": "side", "name": "side"}))
+        assert up["state"] == "succeeded", up
+        [row] = api("GET", "clusters")[1]["clusters"]
+        assert (row["name"], row["status"], row["workers"]) == ("side", "running", 1)
+        deadline = time.monotonic() + 60
+        while row["reported_workers"] != 1:  # read from the scheduler at every look: no AWS call
+            assert time.monotonic() < deadline, row
+            calls = aws_calls(sandbox)
             [row] = api("GET", "clusters")[1]["clusters"]
-            assert (row["name"], row["status"], row["workers"]) == ("side", "running", 1)
-            deadline = time.monotonic() + 60
-            while row["reported_workers"] != 1:  # read from the scheduler at every look: no AWS call
-                assert time.monotonic() < deadline, row
-                calls = aws_calls(sandbox)
-                [row] = api("GET", "clusters")[1]["clusters"]
-                assert aws_calls(sandbox) == calls
-                api.loop.run_until_complete(_sleep(0.5))
+            assert aws_calls(sandbox) == calls
+            api.loop.run_until_complete(_sleep(0.5))
 
-            scaled = follow(api, api("PATCH", "clusters/side", {"workers": 2}))
-            assert scaled["state"] == "succeeded", scaled
+        scaled = follow(api, api("PATCH", "clusters/side", {"workers": 2}))
+        assert scaled["state"] == "succeeded", scaled
+        [row] = api("GET", "clusters")[1]["clusters"]
+        assert (row["status"], row["workers"]) == ("running", 2)
+        while row["reported_workers"] != 2:
+            assert time.monotonic() < deadline + 60, row
+            api.loop.run_until_complete(_sleep(0.5))
             [row] = api("GET", "clusters")[1]["clusters"]
-            assert (row["status"], row["workers"]) == ("running", 2)
-            while row["reported_workers"] != 2:
-                assert time.monotonic() < deadline + 60, row
-                api.loop.run_until_complete(_sleep(0.5))
-                [row] = api("GET", "clusters")[1]["clusters"]
 
-            down = follow(api, api("DELETE", "clusters/side"))
-            assert down["state"] == "succeeded", down
-            assert api("GET", "clusters")[1]["clusters"] == []
-            assert not sandbox.resources()
+        down = follow(api, api("DELETE", "clusters/side"))
+        assert down["state"] == "succeeded", down
+        assert api("GET", "clusters")[1]["clusters"] == []
+        assert not sandbox.resources()
 
 
 def test_simultaneous_posts_each_get_their_own_answer(api, home):

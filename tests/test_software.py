@@ -41,17 +41,9 @@ worker: {type: m6i.large, count: 1}
 """
 
 
-def _admin(sb, name="admin"):
-    """A credentials profile of the sandbox's default account that may do everything, as IAM checks it."""
-    sb.add_credentials_profile(name, account_id=ACCOUNT)
-    boto3.client("iam").attach_user_policy(UserName=f"sandbox-{name}",
-                                           PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
-
-
 @pytest.fixture
 def sb(home):
     with aws_sandbox(home, {"synced": PROFILE}) as sandbox:
-        _admin(sandbox)
         yield sandbox
 
 
@@ -384,7 +376,7 @@ def test_a_mismatch_is_one_line_with_both_versions_and_the_fix():
 
 
 def test_a_bucket_name_taken_by_another_account_is_never_used(sb, home):
-    sb.add_credentials_profile("squatter")  # an account of its own
+    sb.add_credentials_profile("squatter", root=True)  # an account of its own
     squatter = boto3.Session(profile_name="squatter").client("s3")
     bucket = environments.bucket_name(ACCOUNT, "us-east-1")
     squatter.create_bucket(Bucket=bucket)
