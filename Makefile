@@ -35,7 +35,7 @@ labextension: install
 # The browser tests (tests/browser) run in a pytest run of their own, after the rest: Playwright's
 # event loop and the Jupyter test plugins' clash at teardown.
 test: lint labextension
-	$(BIN)/python -m pytest -m "not browser"
+	$(BIN)/python -m pytest -m "not browser" --durations=25
 	$(BIN)/python -m pytest -m browser
 
 bench: install
