@@ -490,7 +490,7 @@ def test_spot_prices_are_those_in_effect(sb: Sandbox) -> None:
 
 def test_enforced_iam_checks_bodiless_requests_signatures_as_aws_does(sb):
     # A REST GET (EFS) has no body: its signature covers an empty payload. moto hashed the parsed query
-    # (or headers) instead and refused every such call; a wrong key must still be refused.
+    # (or headers) instead and refused every such call; other protocols and a wrong key are unchanged.
     from .conftest import iam_user
 
     iam_user(sb, "efs-admin", "AdministratorAccess")
@@ -501,6 +501,10 @@ def test_enforced_iam_checks_bodiless_requests_signatures_as_aws_does(sb):
         with sb.enforce_iam():
             assert efs.describe_mount_targets(FileSystemId=fs)["MountTargets"] == []
             assert [f["FileSystemId"] for f in efs.describe_file_systems()["FileSystems"]] == [fs]
+            admin = boto3.Session(profile_name="efs-admin")  # and the other protocols still pass: a form POST,
+            assert admin.client("ec2").describe_instance_types(MaxResults=5)["InstanceTypes"]  # JSON, REST-XML
+            assert admin.client("secretsmanager").list_secrets()["SecretList"] == []
+            assert "Buckets" in admin.client("s3").list_buckets()
             with pytest.raises(ClientError, match="AccessDenied|not authorized"):
                 boto3.Session(profile_name="nobody").client("efs").describe_file_systems()
             keys = boto3.Session(profile_name="efs-admin").get_credentials()

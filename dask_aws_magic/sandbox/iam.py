@@ -117,16 +117,16 @@ def patch_tagging_actions(patches: Patches) -> None:
 
 
 def patch_empty_body_signatures(patches: Patches) -> None:
-    """With IAM enforced, check the signature of a request without a body (EFS's and every REST API's GETs)
-    over that empty body, as AWS does: moto hashes the request's parsed parameters in its place (for a GET,
-    its query or even its headers), so every such call failed with SignatureDoesNotMatch."""
+    """With IAM enforced, check the signature of a GET, HEAD or DELETE without a body (EFS's and every REST
+    API's reads) over that empty body, as AWS does: moto hashes the request's parsed parameters in its place
+    (its query, or even its headers), so every such call failed with SignatureDoesNotMatch."""
     from moto.iam.access_control import IAMRequestBase
 
     original = IAMRequestBase._create_aws_request
 
     def _create_aws_request(self: Any) -> Any:
         request = original(self)
-        if not self._body:
+        if self._method in ("GET", "HEAD", "DELETE") and not self._body:  # a form POST's body is in _data
             request.data = b""
         return request
 
