@@ -542,6 +542,7 @@ def test_another_owners_cluster_is_listed_apart_and_left_alone_by_down_all(sb, h
     dam.down("bobs", owner=bobs.record.owner)
     assert not instances(bobs.record.cluster_id)
     iam.delete_access_key(UserName="bob", AccessKeyId=key["AccessKeyId"])  # the test's own user
+    iam.detach_user_policy(UserName="bob", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
     iam.delete_user(UserName="bob")
 
 
