@@ -305,18 +305,20 @@ def test_a_scheduler_frozen_at_the_handover_fails_up_in_time_and_leaves_nothing(
     credentials: `up` fails after the hand-over's time and tears everything down."""
     import signal
 
-    from dask_aws_magic.core import lifecycle
+    from dask_aws_magic.core import forwarding, lifecycle
 
     monkeypatch.setattr(lifecycle, "HANDOVER_TIMEOUT", 5.0)
+    deliver = forwarding.deliver
     with lake(home) as sb, sb.enforce_iam():
-        def freeze(event):  # the moment before the hand-over: stop every process of the scheduler
-            if event.stage == "connect" and event.message.startswith("handing the nodes"):
-                scheduler = registry.read("ec2-data").resources["scheduler"]
-                os.killpg(sb.processes()[scheduler], signal.SIGSTOP)
+        def frozen_first(backend, record, credentials):  # in up's own thread, just before the hand-over
+            os.killpg(sb.processes()[record.resources["scheduler"]], signal.SIGSTOP)
+            return deliver(backend, record, credentials)
 
+        # Not from an event callback: events reach it from another thread, sometimes after the hand-over.
+        monkeypatch.setattr(forwarding, "deliver", frozen_first)
         started = time.monotonic()
         with pytest.raises(LaunchError) as failed:
-            lifecycle.up("ec2-data", on_event=freeze)
+            lifecycle.up("ec2-data")
         assert time.monotonic() - started < 120
         message = str(failed.value)
         assert "Waited 5 s for the scheduler to take the data credentials" in message, message
