@@ -322,7 +322,8 @@ def test_the_lock_builds_local_projects_and_lists_what_cannot_be_reproduced(tmp_
 def test_metadata_read_from_headers_matches_importlib(tmp_path):
     # Nodes and the kernel read every distribution's METADATA header lines instead of importlib's email
     # parser (ten times slower): both must agree on every distribution installed here. A header folded over
-    # two lines is unfolded (importlib keeps the fold), and a description that looks like a header is not one.
+    # two lines is unfolded (importlib keeps the fold), and a description that looks like a header is not one,
+    # with Windows line ends too.
     from importlib import metadata
 
     seen = 0
@@ -333,8 +334,9 @@ def test_metadata_read_from_headers_matches_importlib(tmp_path):
     assert seen > 50
     info = tmp_path / "folded-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: folded\nVersion: 1.0\nRequires-Dist: a>=1;\n"
-                                   ' python_version < "4"\nRequires-Dist: b\n\nName: not-this\nRequires-Dist: c\n')
+    headers = 'Metadata-Version: 2.1\nName: folded\nVersion: 1.0\nRequires-Dist: a>=1;\n python_version < "4"\n'
+    (info / "METADATA").write_bytes(f"{headers}Requires-Dist: b\n\nName: not-this\nRequires-Dist: c\n"
+                                    .replace("\n", "\r\n").encode())
     folded = sync_environment.core_metadata(metadata.PathDistribution(info))
     assert folded == ("folded", "1.0", ['a>=1; python_version < "4"', "b"])
 

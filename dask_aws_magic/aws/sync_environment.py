@@ -168,7 +168,9 @@ def core_metadata(dist):
     email parser importlib.metadata uses costs ten times as much, and nodes read every distribution."""
     text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
     fields, last = {"name": [], "version": [], "requires-dist": []}, None
-    for line in text.split("\n\n", 1)[0].splitlines():
+    for line in text.splitlines():
+        if not line:
+            break  # the headers end at the first empty line (a line of spaces continues a folded one)
         if line[:1] in (" ", "\t") and last is not None:  # a folded header line continues the last one
             last[-1] += " " + line.strip()
             continue

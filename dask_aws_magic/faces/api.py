@@ -16,7 +16,7 @@ from ..core.errors import DaskAwsMagicError
 from ..core.operation import Operation, follow
 from ..core.registry import ClusterRecord
 from .handle import ClusterHandle, close_handles
-from .handle import attach as attached
+from .handle import attach as attach  # the API's attach is the handle's
 
 
 def _follow(operation: Operation, title: str, progress: bool) -> Any:
@@ -56,12 +56,6 @@ def up(
     handle = ClusterHandle(record)
     handle.connect()
     return handle
-
-
-def attach(name: str, *, timeout: float = 10.0) -> ClusterHandle:
-    """Connect to the running cluster ``name`` (started by any kernel, the terminal or a server).
-    A cluster this process is already connected to keeps its one client."""
-    return attached(name, timeout=timeout)
 
 
 def down(name: str | Iterable[str] | None = None, *, all: bool = False, owner: str | None = None,

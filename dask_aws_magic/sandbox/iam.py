@@ -115,7 +115,6 @@ def patch_tagging_actions(patches: Patches) -> None:
                 _authenticate_and_authorize_normal_action)
 
 
-
 def patch_empty_body_signatures(patches: Patches) -> None:
     """With IAM enforced, check the signature of a GET, HEAD or DELETE without a body (EFS's and every REST
     API's reads) over that empty body, as AWS does: moto hashes the request's parsed parameters in its place
@@ -131,6 +130,7 @@ def patch_empty_body_signatures(patches: Patches) -> None:
         return request
 
     patches.set(IAMRequestBase, "_create_aws_request", _create_aws_request)
+
 
 CONDITIONS = {  # operator -> (compare one value with one pattern, negated)
     "StringEquals": (lambda value, pattern: value == pattern, False),
